@@ -13,6 +13,7 @@ proxy reuses the long runs.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import time
@@ -31,13 +32,12 @@ GENOTYPES = ["origin_resnet18", "tdbn_resnet18", "baa_resnet18", "sew_resnet18",
              "danet_c_resnet34"]
 
 
-def train_once(name: str, splits, epochs: int, seed: int, width: float, batch: int) -> dict:
+def train_once(name: str, splits, recipe, epochs: int, seed: int, width: float, batch: int) -> dict:
     g = get_preset(name).replace(stem="small")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels, timesteps=1,
                             width_mult=width)
-    recipe = get_recipe("proxy")
     cfg = recipe.replace(epochs=epochs, batch_size=batch, seed=seed, timesteps=1,
                          warmup_epochs=min(recipe.warmup_epochs, epochs / 4))
     train = BatchLoader(splits.train, batch_size=batch, shuffle=True, augment=cfg.augment,
@@ -59,6 +59,10 @@ def zero_cost(name: str, splits, width: float, seed: int) -> dict:
     return {"sahd": sahd_score(model, x), "gradstab_log10": gradient_stability(model, x).log10_product}
 
 
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def tau(a: dict, b: dict, names) -> float:
     return float(kendalltau([a[n] for n in names], [b[n] for n in names]).statistic)
 
@@ -77,40 +81,54 @@ def main() -> None:
     ap.add_argument("--width-mult", type=float, default=0.25)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--only", choices=("all", "proxy", "long"), default="all",
+                    help="run only one kind of training (two copies can then share the cache file)")
     args = ap.parse_args()
     names = args.genotypes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    cache = json.loads(args.out.read_text()) if args.out.exists() else {}
+    recipe = get_recipe("proxy")
+    cache = _read(args.out)
 
-    def save() -> None:
+    def save(key: str, value: dict) -> None:
+        """Merge one result into the file under a lock, so several copies of this script can share it."""
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(tmp, args.out)
+        with open(args.out.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            cache.update(_read(args.out))
+            cache[key] = value
+            tmp = args.out.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+            os.replace(tmp, args.out)
+        print(key, value, flush=True)
 
     proxy_splits = load_splits(args.proxy_data, train_per_class=args.proxy_train_per_class,
                                val_per_class=args.val_per_class)
     long_splits = load_splits(args.long_data, train_per_class=args.long_train_per_class,
                               val_per_class=args.val_per_class)
-    proxy_fid = f"{args.proxy_data}|e{args.proxy_epochs}|n{args.proxy_train_per_class}|w{args.width_mult}"
-    long_fid = f"{args.long_data}|e{args.long_epochs}|n{args.long_train_per_class}|w{args.width_mult}"
-    for name in names:
+    # the recipe's augmentation and lr are part of the key: a changed proxy recipe never reuses old runs
+    train_fid = f"{recipe.augment}|lr{recipe.lr_per_256}|w{args.width_mult}"
+    proxy_fid = f"{args.proxy_data}|e{args.proxy_epochs}|n{args.proxy_train_per_class}|{train_fid}"
+    long_fid = f"{args.long_data}|e{args.long_epochs}|n{args.long_train_per_class}|{train_fid}"
+    only = {"proxy", "long"} if args.only == "all" else {args.only}
+    for name in names if "proxy" in only else []:
         for seed in seeds:
             key = f"proxy|{proxy_fid}|s{seed}|{name}"
             if key not in cache:
-                cache[key] = train_once(name, proxy_splits, args.proxy_epochs, seed, args.width_mult, args.batch_size)
-                save()
-                print(key, cache[key], flush=True)
+                save(key, train_once(name, proxy_splits, recipe, args.proxy_epochs, seed, args.width_mult,
+                                     args.batch_size))
         key = f"zero|{args.proxy_data}|w{args.width_mult}|s0|{name}"
         if key not in cache:
-            cache[key] = zero_cost(name, proxy_splits, args.width_mult, 0)
-            save()
-    for name in names:
+            save(key, zero_cost(name, proxy_splits, args.width_mult, 0))
+    for name in names if "long" in only else []:
         key = f"long|{long_fid}|s0|{name}"
         if key not in cache:
-            cache[key] = train_once(name, long_splits, args.long_epochs, 0, args.width_mult, args.batch_size)
-            save()
-            print(key, cache[key], flush=True)
+            save(key, train_once(name, long_splits, recipe, args.long_epochs, 0, args.width_mult, args.batch_size))
+    cache.update(_read(args.out))
+    missing = [n for n in names if f"long|{long_fid}|s0|{n}" not in cache
+               or any(f"proxy|{proxy_fid}|s{s}|{n}" not in cache for s in seeds)]
+    if missing:
+        print(f"not yet measured: {', '.join(missing)}; run again (without --only) for the taus")
+        return
 
     proxy = {s: {n: cache[f"proxy|{proxy_fid}|s{s}|{n}"]["val_acc"] for n in names} for s in seeds}
     mean_proxy = {n: sum(proxy[s][n] for s in seeds) / len(seeds) for n in names}

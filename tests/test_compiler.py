@@ -8,10 +8,10 @@ from spikingjelly.activation_based.model import sew_resnet, spiking_resnet
 
 from snnas import build_model, count_parameters, get_preset, list_presets
 from snnas.compiler import BLOCK_BUILDERS, register_block
-from snnas.compiler.choices import TDBN_ALPHA_AT_SUM
+from snnas.compiler.choices import STEM_LAYOUTS, TDBN_ALPHA_AT_SUM
 from snnas.errors import GenotypeError
 from snnas.genotype import Edge, Neuron
-from snnas.genotype.vocabulary import BLOCK_NAMES
+from snnas.genotype.vocabulary import BLOCK_NAMES, STEMS
 from tests.genotype_helpers import tiny
 
 PRESETS = list_presets()
@@ -34,6 +34,16 @@ def test_every_preset_trains_tiny(name):
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("stem, side", [("imagenet", 7), ("small", 28), ("half", 14)])
+def test_stem_kinds_set_the_first_stage_resolution(stem, side):
+    assert set(STEM_LAYOUTS) == set(STEMS)
+    model = build_model(get_preset("pa_a_resnet18").replace(stem=stem), num_classes=3, in_channels=1,
+                        timesteps=2, width_mult=1 / 16)
+    h = model.stem(torch.randn(2, 1, 28, 28), 2)
+    assert h.shape == (2, 2, 4, side, side)  # T, N, C, H, W
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
 
 
 RESNET_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}

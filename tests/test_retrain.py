@@ -16,13 +16,23 @@ from snnas.data import FASHION_DEFAULT_DIR, BatchLoader, load_splits
 from snnas.train import evaluate_model
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
+pytestmark = [pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed"),
+              pytest.mark.usefixtures("one_thread")]
 
 TINY = ["--data", "fashion-5", "--train-per-class", "16", "--val-per-class", "2", "--test-per-class", "4",
         "--resolution", "16", "--width-mult", "0.125", "--no-progress"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("requested, own, px, expected", [
+    ("auto", "imagenet", 28, "half"),  # the preset's ImageNet stem would leave 7x7 maps
+    ("auto", "imagenet", 64, "half"),
+    ("auto", "imagenet", 96, "imagenet"),
+    ("auto", "small", 28, "small"),  # a searched genotype keeps its own
+    ("imagenet", "imagenet", 28, "imagenet"),  # asked for explicitly
+    ("small", "imagenet", 224, "small"),
+])
+def test_stem_choice(requested, own, px, expected):
+    assert retrain.choose_stem(requested, own, px) == expected
 
 
 def records(out: Path) -> list[dict]:

@@ -70,6 +70,20 @@ def test_objective_with_fixed_trial(tmp_path, tiny_space, cache_dir):
     assert load_model(tmp_path / attrs["model_path"]).genotype.to_str() == attrs["canonical"]
 
 
+def test_seed_presets_train_to_the_end_under_a_pruner_that_prunes_everything(tmp_path, tiny_space, cache_dir):
+    fid = _fidelity(epochs=2)
+    splits = load_splits(fid.data, resolution=16, train_per_class=16, val_per_class=8, cache_dir=cache_dir)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    objective = SearchObjective(load_space(str(tiny_space)), fid, splits, tmp_path, Dedupe(study))
+    study.enqueue_trial({"depth": "18", "block": "pa_a", "connect": "dense_add"},
+                        user_attrs={"seed_preset": "danet_a_resnet18"})
+    study.enqueue_trial({"depth": "18", "block": "sew", "connect": "chain"})
+    study.optimize(objective, n_trials=2)
+    seed, sampled = study.trials
+    assert seed.state == TrialState.COMPLETE and sorted(seed.intermediate_values) == [1, 2]
+    assert sampled.state == TrialState.PRUNED and sorted(sampled.intermediate_values) == [1]
+
+
 def test_promoted_data():
     assert promoted_data("fashion-5") == "fashion-10"
     assert promoted_data("imagenet-5:/data/in") == "imagenet-20:/data/in"

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from snnas.errors import SnnasError
+from snnas.genotype.vocabulary import SMALL_IMAGE_MAX_PX, STEMS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--genotype", required=True, metavar="SPEC",
                    help="preset name, genotype string or genotype JSON file")
     p.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. fashion-10 or imagenet-20:ROOT")
-    p.add_argument("--recipe", default="proxy", help="training recipe: proxy, paper-imagenet, paper-ablation, "
-                   "paper-subset (default proxy)")
+    p.add_argument("--recipe", default="short", help="training recipe: short (a few epochs on small images), "
+                   "proxy (the search's), paper-imagenet, paper-ablation, paper-subset (default short)")
     p.add_argument("--epochs", metavar="N[,M]", help="epochs of the first phase (later phases scale with it), "
                    "or one number per phase (default: the recipe's)")
     p.add_argument("--timesteps", metavar="T[,T2]", help="time steps of each phase, e.g. 1,4 trains at T=1 then "
@@ -36,9 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, help="image side in pixels (default: the data's own)")
     p.add_argument("--augment", help="training augmentation: none, crop_flip, rrc_flip, autoaugment "
                    "(default: the recipe's)")
-    p.add_argument("--stem", choices=("imagenet", "small"),
-                   help="override the genotype's stem: 'small' (3x3/1 conv) keeps 28-64 px inputs from being "
-                   "shrunk 4x before the first stage")
+    p.add_argument("--stem", choices=("auto", *STEMS), default="auto",
+                   help="the stem to build: 'auto' (default) keeps the genotype's, except that the ImageNet stem "
+                   f"becomes 'half' (3x3/2 conv) on images up to {SMALL_IMAGE_MAX_PX} px, where its 4x reduction "
+                   "would leave stage 1 with 7-16 px maps; 'small' (3x3/1) keeps the whole image (about 3x slower "
+                   "than 'half')")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/retrain/<key>-<data>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
@@ -88,6 +91,13 @@ def _first_per_class(data, per_class: int):
     keep = torch.cat([torch.nonzero(data.labels == c).flatten()[:per_class] for c in data.labels.unique()])
     keep = keep.sort().values
     return TensorSet(data.images[keep], data.labels[keep], data.name, data.mean, data.std)
+
+
+def choose_stem(requested: str, own: str, resolution: int) -> str:
+    """The stem to build: an explicit request, else the genotype's own adapted to small images."""
+    if requested != "auto":
+        return requested
+    return "half" if own == "imagenet" and resolution <= SMALL_IMAGE_MAX_PX else own
 
 
 def _slug(text: str) -> str:
@@ -161,8 +171,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     genotype = resolve_genotype(args.genotype)
-    if args.stem is not None and args.stem != genotype.stem:
-        genotype = dataclasses.replace(genotype, stem=args.stem)
 
     ctx = dist_utils.init_from_env()
     try:
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if ctx.is_main:
                 dist_utils.barrier()
+        genotype = dataclasses.replace(genotype, stem=choose_stem(args.stem, genotype.stem, splits.resolution))
         out = Path(args.out) if args.out else Path("runs", "retrain", f"{genotype.key}-{_slug(splits.spec)}")
         with torch.random.fork_rng(devices=[]):  # the initial weights depend on --seed alone
             torch.manual_seed(args.seed)

@@ -36,5 +36,16 @@ TDBN_ALPHA_ELSEWHERE = 1.0
 IMAGENET_STEM = dict(kernel_size=7, stride=2, padding=3)
 IMAGENET_STEM_POOL = dict(kernel_size=3, stride=2, padding=1)
 SMALL_STEM = dict(kernel_size=3, stride=1, padding=1)
+HALF_STEM = dict(kernel_size=3, stride=2, padding=1)
+
+# Each stem kind: the stem convolution's arguments and the max-pool after its SN (None: no pool).
+# "imagenet" shrinks the image 4x before the first stage (the paper's), "small" keeps it whole
+# (CIFAR practice) and "half" halves it with a strided 3x3 convolution: on 28-32 px images stage 1
+# then runs on 14-16 px maps instead of 7-8 px, at about a third of the small stem's cost.
+STEM_LAYOUTS = {
+    "imagenet": (IMAGENET_STEM, IMAGENET_STEM_POOL),
+    "small": (SMALL_STEM, None),
+    "half": (HALF_STEM, None),
+}
 
 HEAD_PREACT_KINDS = frozenset({"dense"})

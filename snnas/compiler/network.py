@@ -23,15 +23,15 @@ def stem_ends_in_sn(first: Stage) -> bool:
 
 
 class Stem(nn.Module):
-    """conv + BN once on the image, repeated over T, then SN (and max-pool for ImageNet)."""
+    """conv + BN once on the image, repeated over T, then SN and the stem kind's max-pool, if any."""
 
     def __init__(self, kind: str, in_channels: int, width: int, with_sn: bool, make_neuron: NeuronFactory):
         super().__init__()
-        conv_args = choices.IMAGENET_STEM if kind == "imagenet" else choices.SMALL_STEM
+        conv_args, pool_args = choices.STEM_LAYOUTS[kind]
         self.conv = layer.Conv2d(in_channels, width, bias=False, step_mode="s", **conv_args)
         self.bn = layer.BatchNorm2d(width, step_mode="s")
         self.sn = make_neuron() if with_sn else None
-        self.pool = layer.MaxPool2d(step_mode="m", **choices.IMAGENET_STEM_POOL) if kind == "imagenet" else None
+        self.pool = None if pool_args is None else layer.MaxPool2d(step_mode="m", **pool_args)
 
     def forward(self, x: torch.Tensor, timesteps: int | None) -> torch.Tensor:
         """``timesteps=None``: one step of a single-step run (the neurons must be in mode 's')."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 FORMAT_VERSION = 1
 
 NEURONS = ("if", "lif")
-STEMS = ("imagenet", "small")
+STEMS = ("imagenet", "small", "half")
+# Images up to this side are "small": the ImageNet stem (4x down before stage 1) would leave
+# 7-16 px maps, so spaces and retraining switch to a stem that keeps more of the image.
+SMALL_IMAGE_MAX_PX = 64
 BLOCK_KINDS = ("basic", "bottleneck", "dense")
 RESIDUAL_KINDS = ("basic", "bottleneck")
 

@@ -25,10 +25,17 @@ SCREENED = "screened"
 
 
 class TrialReporter:
-    """Trainer callback: report validation accuracy per epoch; stop when the pruner says so."""
+    """Trainer callback: report validation accuracy per epoch; stop when the pruner says so.
 
-    def __init__(self, trial: optuna.Trial, enabled: bool = True, last_epoch: int | None = None):
-        self.trial, self.enabled, self.last_epoch, self.pruned_at = trial, enabled, last_epoch, None
+    A trial that is not ``prunable`` still reports (its curve informs the pruner's rungs) but always
+    trains to the end: the seed presets are the references every search is read against, and a
+    Hyperband bracket that stops them after one epoch would leave them off the leaderboard.
+    """
+
+    def __init__(self, trial: optuna.Trial, enabled: bool = True, last_epoch: int | None = None,
+                 prunable: bool = True):
+        self.trial, self.enabled, self.last_epoch, self.prunable = trial, enabled, last_epoch, prunable
+        self.pruned_at = None
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
         acc = metrics.get("val_acc")
@@ -36,7 +43,7 @@ class TrialReporter:
             return False
         self.trial.report(float(acc), epoch)
         # Pruning after the last epoch would throw away a finished training.
-        if epoch != self.last_epoch and self.trial.should_prune():
+        if self.prunable and epoch != self.last_epoch and self.trial.should_prune():
             self.pruned_at = epoch
             return True
         return False
@@ -118,7 +125,8 @@ class SearchObjective:
                                 timesteps=fid.timesteps, width_mult=fid.width_mult)
         trial.set_user_attr("params", count_parameters(model))
         probe = self._probe_batch()
-        if self.screen is not None and trial.user_attrs.get("seed_preset") is None:
+        is_seed = trial.user_attrs.get("seed_preset") is not None
+        if self.screen is not None and not is_seed:
             self._screen(trial, model, probe)
 
         recipe = get_recipe(fid.recipe)
@@ -129,7 +137,7 @@ class SearchObjective:
         train = BatchLoader(self.splits.train, batch_size=fid.batch_size, shuffle=True, augment=config.augment,
                             generator=gen)
         val = BatchLoader(self.splits.val, batch_size=256, shuffle=False, augment="none")
-        reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fid.epochs)
+        reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fid.epochs, prunable=not is_seed)
         work_dir = self.run_dir / "trials" / f"{canonical.key}-{fid.phase}"
         trainer = Trainer(model, config, callbacks=[reporter], out_dir=work_dir, device=self.device,
                           progress=self.progress, tags={"trial": trial.number, "phase": fid.phase})

@@ -27,12 +27,12 @@ from typing import Any
 
 from snnas.errors import GenotypeError, SpaceError
 from snnas.genotype import Genotype, Neuron
-from snnas.genotype.vocabulary import BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS, STEMS
+from snnas.genotype.vocabulary import (BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS,
+                                       SMALL_IMAGE_MAX_PX, STEMS)
 from snnas.presets import PRESETS, RESNET_LAYOUTS, get_preset
 from snnas.spaces.builders import BUILDERS, SpaceContext, Trial
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
-SMALL_STEM_MAX_RESOLUTION = 64
 
 # The values each gene may take in any space file.
 GENE_VALUES: dict[str, tuple[str, ...]] = {
@@ -127,7 +127,7 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
             raise _err(source, f"fixed.{key}", fixed[key], "no such key; keys are " + ", ".join(sorted(_FIXED_KEYS)))
     stem = fixed.get("stem", "auto")
     if stem == "auto":
-        stem = "small" if resolution is None or resolution <= SMALL_STEM_MAX_RESOLUTION else "imagenet"
+        stem = "small" if resolution is None or resolution <= SMALL_IMAGE_MAX_PX else "imagenet"
     elif stem not in STEMS:
         raise _err(source, "fixed.stem", stem, "auto or one of " + ", ".join(STEMS))
     try:
