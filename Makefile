@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 SPACE   ?= dense_additive
 # The embedded default: fashion-5 proxies (300 images a class, 3 epochs, T=1, width 16), the
 # paper's 12 seed networks plus 4 sampled ones, the top 3 retrained on fashion-10.
-SEARCH_ARGS ?= --trials 16 --promote 3 --epochs 3 --train-per-class 300 --epochs2 4 --train-per-class2 300
+SEARCH_ARGS ?= --trials 16 --promote 3 --epochs 3 --train-per-class 300 --epochs2 3 --train-per-class2 300
 
 .PHONY: setup test search data clean
 
