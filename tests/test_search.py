@@ -84,6 +84,22 @@ def test_seed_presets_train_to_the_end_under_a_pruner_that_prunes_everything(tmp
     assert sampled.state == TrialState.PRUNED and sorted(sampled.intermediate_values) == [1]
 
 
+def test_promotion_keeps_the_seed_preset_name():
+    import contextlib
+
+    from snnas.search.funnel import promote
+
+    phase1, phase2 = optuna.create_study(direction="maximize"), optuna.create_study(direction="maximize")
+    for value, key, preset in ((0.9, "k-seed", "danet_a_resnet18"), (0.8, "k-sampled", None), (0.1, "k-low", None)):
+        attrs = {"key": key, "canonical": f"genotype-{key}", **({"seed_preset": preset} if preset else {})}
+        phase1.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    promote(phase1, phase2, 2, contextlib.nullcontext())
+    promote(phase1, phase2, 2, contextlib.nullcontext())  # a restart enqueues nothing twice
+    waiting = {t.user_attrs["promoted_key"]: t.user_attrs for t in phase2.trials}
+    assert sorted(waiting) == ["k-sampled", "k-seed"]
+    assert waiting["k-seed"]["seed_preset"] == "danet_a_resnet18" and "seed_preset" not in waiting["k-sampled"]
+
+
 def test_promoted_data():
     assert promoted_data("fashion-5") == "fashion-10"
     assert promoted_data("imagenet-5:/data/in") == "imagenet-20:/data/in"

@@ -153,16 +153,21 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock) -> list[FrozenTrial]:
-    """Enqueue the top ``k`` phase-1 networks in phase 2 (each once, across restarts)."""
+    """Enqueue the top ``k`` phase-1 networks in phase 2 (each once, across restarts). A network
+    that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
     top = ranked(phase1)[:k]
+    seeds = {t.user_attrs.get("key"): t.user_attrs["seed_preset"] for t in phase1.get_trials(deepcopy=False)
+             if t.user_attrs.get("seed_preset")}
     with lock:
         have = {t.user_attrs.get("promoted_key") for t in phase2.get_trials(deepcopy=False, states=(
             TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))}
         for t in top:
             if t.user_attrs.get("key") not in have:
-                phase2.enqueue_trial({}, user_attrs={GENOTYPE_ATTR: t.user_attrs["canonical"],
-                                                     "promoted_from": t.number, "promoted_key": t.user_attrs["key"],
-                                                     "phase1_acc": t.values[0]})
+                attrs = {GENOTYPE_ATTR: t.user_attrs["canonical"], "promoted_from": t.number,
+                         "promoted_key": t.user_attrs["key"], "phase1_acc": t.values[0]}
+                if t.user_attrs.get("key") in seeds:
+                    attrs["seed_preset"] = seeds[t.user_attrs["key"]]
+                phase2.enqueue_trial({}, user_attrs=attrs)
     return top
 
 
