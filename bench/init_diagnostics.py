@@ -12,13 +12,11 @@ same run, beside the raw values.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 
 from snnas.cli.inspect import random_batch, seeded_model
+from snnas.files import atomic_write_json
 from snnas.metrics import firing_rates, gradient_stability
 
 TYPES = ("origin", "danet_c", "danet_d", "sew", "danet_a", "danet_b")
@@ -85,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "holds" if holds(key, winner, others, sense, rows) else "fails"
                 print(f"  {verdict} at init: {text} ({'product' if key == 'grad' else 'overall rate'})")
     if args.json:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.json)), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.json)
+        atomic_write_json(args.json, results)
     return 0
 
 

@@ -1,152 +1,222 @@
-"""How well does the phase-1 proxy rank networks? Kendall tau against a longer training.
+"""Which proxy predicts full training? A sweep of proxy settings held against the ground-truth table.
 
-For >= 12 genotypes (the paper's presets at depth 18 and 34, small stem) this trains:
-- the proxy (phase-1 fidelity: fashion-5, few epochs, T=1) with two seeds -> seed-to-seed tau,
-  which bounds what any proxy can show;
-- a longer run (fashion-10, several times the epochs and images) -> proxy-to-long tau;
-- and scores SAHD and gradient stability at initialisation -> their tau against the long run.
-Results are cached per (genotype, fidelity) in a JSON file, so the script resumes and a changed
-proxy reuses the long runs.
+Each setting is a search phase-1 fidelity (data, images per class, epochs, batch, recipe with its
+lr / warm-up / augmentation); for every network of the table and two seeds it trains exactly what
+a search trial trains (``snnas.fit``, last-epoch validation accuracy) and reports, per setting:
+Kendall tau and top-3 recall against the table's mean test accuracy, the proxy's own seed-to-seed
+tau, networks left at chance by the proxy that learn in the table, and the wall time per trial.
+The table's own seed-to-seed tau is printed beside them: no proxy can be judged beyond it.
 
-    python bench/proxy_fidelity.py [--out bench/results/proxy_fidelity.json] [--proxy-epochs 4] ...
+    python bench/proxy_fidelity.py --against bench/results/groundtruth_fashion10.json
+    python bench/proxy_fidelity.py --against ... --threads 1 &  python bench/proxy_fidelity.py --against ... --threads 1
+    python bench/proxy_fidelity.py --against ... --report-only     # tables and plot from what is measured
+
+Results land per run in ``bench/results/proxy_sweep.json`` (resumable, shareable by two processes)
+and the plot of tau against cost in ``bench/results/proxy_sweep.png``.
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
+import math
+import statistics
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from scipy.stats import kendalltau
+from benchlib import SharedResults, work_through
 
-from snnas import build_model, get_preset
-from snnas.data import BatchLoader, load_splits
-from snnas.metrics import gradient_stability, sahd_score
-from snnas.train import Trainer, get_recipe
+from snnas.cli import run_guarded
+from snnas.data import load_splits
+from snnas.errors import SnnasError
+from snnas.fit import FitSettings, GenotypeFit, val_curve
+from snnas.groundtruth import Table, kendall_tau, pairwise_taus, top_k_recall
+from snnas.plots.files import plt, save_png
 
-GENOTYPES = ["origin_resnet18", "tdbn_resnet18", "baa_resnet18", "sew_resnet18", "pa_a_resnet18", "pa_b_resnet18",
-             "danet_c_resnet18", "danet_d_resnet18", "origin_resnet34", "sew_resnet34", "pa_a_resnet34",
-             "danet_c_resnet34"]
+SWEEP_FORMAT = "snnas-proxy-sweep/1"
+CHANCE_MARGIN = 0.10  # a proxy score within this of chance (1/K) counts as "at chance"
+LEARNS_MARGIN = 0.20  # a table accuracy this far above chance counts as "learns"
 
 
-def train_once(name: str, splits, recipe, epochs: int, seed: int, width: float, batch: int) -> dict:
-    g = get_preset(name).replace(stem="small")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels, timesteps=1,
-                            width_mult=width)
-    cfg = recipe.replace(epochs=epochs, batch_size=batch, seed=seed, timesteps=1,
-                         warmup_epochs=min(recipe.warmup_epochs, epochs / 4))
-    train = BatchLoader(splits.train, batch_size=batch, shuffle=True, augment=cfg.augment,
-                        generator=torch.Generator().manual_seed(seed))
-    val = BatchLoader(splits.val, batch_size=256, shuffle=False, augment="none")
+@dataclass(frozen=True)
+class ProxySetting:
+    """One phase-1 fidelity of the sweep. ``budget`` is the intended seconds per ResNet-18 trial."""
+
+    name: str
+    budget: int
+    data: str
+    per_class: int
+    epochs: int
+    recipe: str = "short"
+    batch_size: int = 64
+    lr_per_256: float | None = None
+    warmup_epochs: float | None = None
+    augment: str | None = None
+    val_per_class: int = 100
+
+    def fit(self, seed: int, width_mult: float) -> FitSettings:
+        return FitSettings(recipe=self.recipe, epochs=(self.epochs,), timesteps=(1,), width_mult=width_mult,
+                           seed=seed, batch_size=self.batch_size, lr_per_256=self.lr_per_256,
+                           warmup_epochs=self.warmup_epochs, augment=self.augment)
+
+    def describe(self) -> str:
+        parts = [f"{self.data}", f"{self.per_class}/class", f"{self.epochs} ep", f"b{self.batch_size}", self.recipe]
+        parts += [f"{n} {v}" for n, v in (("lr", self.lr_per_256), ("warm-up", self.warmup_epochs),
+                                           ("aug", self.augment)) if v is not None]
+        return ", ".join(parts)
+
+
+# Training images per trial: ~9k, ~18k and ~36k, about 5, 10 and 20 s of a width-1/4 ResNet-18 on
+# two CPU cores. "proxy" is the search's earlier recipe (crop + flip, lr 0.1 per 256), the rest
+# vary the `short` recipe (no augmentation, lr 0.4 per 256) and the data.
+SWEEP = (
+    ProxySetting("5s-f5-proxy", 5, "fashion-5", 600, 3, recipe="proxy"),
+    ProxySetting("5s-f5", 5, "fashion-5", 600, 3),
+    ProxySetting("5s-f10", 5, "fashion-10", 300, 3),
+    ProxySetting("5s-f5-b32", 5, "fashion-5", 600, 3, batch_size=32),
+    ProxySetting("10s-f5", 10, "fashion-5", 1200, 3),
+    ProxySetting("10s-f10", 10, "fashion-10", 600, 3),
+    ProxySetting("10s-f10-lr0.8", 10, "fashion-10", 600, 3, lr_per_256=0.8),
+    ProxySetting("10s-f10-wu0.2", 10, "fashion-10", 600, 3, warmup_epochs=0.2),
+    ProxySetting("10s-f10-crop", 10, "fashion-10", 600, 3, augment="crop_flip"),
+    ProxySetting("20s-f10", 20, "fashion-10", 1200, 3),
+    ProxySetting("20s-f5", 20, "fashion-5", 2400, 3),
+)
+SETTINGS = {s.name: s for s in SWEEP}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--against", type=Path, required=True, help="ground-truth table (bench/groundtruth.py's JSON)")
+    p.add_argument("--settings", default=",".join(SETTINGS), help="sweep settings to run, by name")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--out", type=Path, default=Path("bench/results/proxy_sweep.json"))
+    p.add_argument("--plot", type=Path, default=None, help="tau against cost (default: beside --out, .png)")
+    p.add_argument("--work", type=Path, default=Path("runs/proxy_sweep"), help="claims of runs in flight")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(argv)
+
+
+def run_proxy(setting: ProxySetting, net: dict[str, Any], seed: int, width_mult: float, cache_dir) -> dict[str, Any]:
+    splits = load_splits(setting.data, data_seed=0, cache_dir=cache_dir, train_per_class=setting.per_class,
+                         val_per_class=setting.val_per_class)
     started = time.monotonic()
-    result = Trainer(model, cfg, progress=False).fit(train, val)
-    return {"val_acc": result.history[-1]["val_acc"], "wall_s": round(time.monotonic() - started, 1)}
+    fit = GenotypeFit(net["genotype"], splits, setting.fit(seed, width_mult))
+    if fit.genotype.key != net["key"]:
+        raise SnnasError(f"{net['genotype']} builds {fit.genotype.key} here, not the table's {net['key']}")
+    results = fit.run()
+    curve = val_curve(results)
+    return {"setting": setting.name, "key": net["key"], "seed": seed, "val_acc": curve[-1], "val_curve": curve,
+            "wall_s": round(time.monotonic() - started, 2), "depth": net.get("depth"),
+            "threads": torch.get_num_threads(), "classes": splits.num_classes}
 
 
-def zero_cost(name: str, splits, width: float, seed: int) -> dict:
-    g = get_preset(name).replace(stem="small")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels, timesteps=1,
-                            width_mult=width)
-    x = next(iter(BatchLoader(splits.val, batch_size=32, shuffle=True, augment="none",
-                              generator=torch.Generator().manual_seed(seed))))[0]
-    return {"sahd": sahd_score(model, x), "gradstab_log10": gradient_stability(model, x).log10_product}
+def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -> dict[str, Any] | None:
+    truth = table.mean_acc()
+    mine = [r for r in runs if r["setting"] == setting.name and r["key"] in truth]
+    per_seed: dict[int, dict[str, float]] = {}
+    for r in mine:
+        per_seed.setdefault(r["seed"], {})[r["key"]] = r["val_acc"]
+    complete = [s for s, scores in per_seed.items() if set(scores) >= set(truth)]
+    if not complete:
+        return None
+    mean = {k: statistics.fmean(per_seed[s][k] for s in complete) for k in truth}
+    chance = 1.0 / mine[0]["classes"]
+    table_chance = 1.0 / int(str(table.settings.get("data", "x-10")).split(":")[0].rsplit("-", 1)[-1] or 10)
+    stuck = sorted(k for k in truth if mean[k] < chance + CHANCE_MARGIN and truth[k] > table_chance + LEARNS_MARGIN)
+    walls18 = [r["wall_s"] for r in mine if str(r.get("depth")) == "18" and r["seed"] in complete]
+    walls = [r["wall_s"] for r in mine if r["seed"] in complete]
+    seed_taus = [t for t in pairwise_taus({s: per_seed[s] for s in complete}).values() if not math.isnan(t)]
+    return {
+        "setting": setting.name, "describe": setting.describe(), "budget": setting.budget, "seeds": sorted(complete),
+        "networks": len(truth), "tau": kendall_tau(mean, truth),
+        "tau_per_seed": {s: kendall_tau(per_seed[s], truth) for s in complete},
+        "top3_recall": top_k_recall(mean, truth, 3), "proxy_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
+        "at_chance_but_learns": stuck, "wall_s_resnet18": statistics.fmean(walls18) if walls18 else None,
+        "wall_s_mean": statistics.fmean(walls), "mean_val_acc": mean,
+    }
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def plot(summaries: list[dict[str, Any]], table_tau: float, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = {5: "tab:blue", 10: "tab:orange", 20: "tab:green"}
+    for s in summaries:
+        x = s["wall_s_resnet18"] or s["wall_s_mean"]
+        ax.scatter(x, s["tau"], color=colors.get(s["budget"], "grey"), s=40, zorder=3,
+                   marker="x" if "proxy" in s["setting"] else "o")
+        ax.annotate(s["setting"], (x, s["tau"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if not math.isnan(table_tau):
+        ax.axhline(table_tau, color="black", lw=1, ls="--", label=f"table seed-to-seed tau {table_tau:.2f}")
+    ax.axhline(0.7, color="red", lw=0.8, ls=":", label="target 0.7")
+    for budget, color in colors.items():
+        ax.scatter([], [], color=color, label=f"~{budget} s budget")
+    ax.set_xlabel("wall seconds per ResNet-18 proxy trial (2 CPU cores)")
+    ax.set_ylabel("Kendall tau vs full-training test accuracy")
+    ax.set_title("Proxy settings: agreement with the ground-truth table against cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_png(fig, path)
 
 
-def tau(a: dict, b: dict, names) -> float:
-    return float(kendalltau([a[n] for n in names], [b[n] for n in names]).statistic)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/proxy_fidelity.json"))
-    ap.add_argument("--genotypes", default=",".join(GENOTYPES))
-    ap.add_argument("--proxy-data", default="fashion-5")
-    ap.add_argument("--proxy-epochs", type=int, default=4)
-    ap.add_argument("--proxy-train-per-class", type=int, default=500)
-    ap.add_argument("--long-data", default="fashion-10")
-    ap.add_argument("--long-epochs", type=int, default=8)
-    ap.add_argument("--long-train-per-class", type=int, default=500)
-    ap.add_argument("--val-per-class", type=int, default=100)
-    ap.add_argument("--width-mult", type=float, default=0.25)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--only", choices=("all", "proxy", "long"), default="all",
-                    help="run only one kind of training (two copies can then share the cache file)")
-    args = ap.parse_args()
-    names = args.genotypes.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    recipe = get_recipe("proxy")
-    cache = _read(args.out)
-
-    def save(key: str, value: dict) -> None:
-        """Merge one result into the file under a lock, so several copies of this script can share it."""
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            cache.update(_read(args.out))
-            cache[key] = value
-            tmp = args.out.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-            os.replace(tmp, args.out)
-        print(key, value, flush=True)
-
-    proxy_splits = load_splits(args.proxy_data, train_per_class=args.proxy_train_per_class,
-                               val_per_class=args.val_per_class)
-    long_splits = load_splits(args.long_data, train_per_class=args.long_train_per_class,
-                              val_per_class=args.val_per_class)
-    # the recipe's augmentation and lr are part of the key: a changed proxy recipe never reuses old runs
-    train_fid = f"{recipe.augment}|lr{recipe.lr_per_256}|w{args.width_mult}"
-    proxy_fid = f"{args.proxy_data}|e{args.proxy_epochs}|n{args.proxy_train_per_class}|{train_fid}"
-    long_fid = f"{args.long_data}|e{args.long_epochs}|n{args.long_train_per_class}|{train_fid}"
-    only = {"proxy", "long"} if args.only == "all" else {args.only}
-    for name in names if "proxy" in only else []:
-        for seed in seeds:
-            key = f"proxy|{proxy_fid}|s{seed}|{name}"
-            if key not in cache:
-                save(key, train_once(name, proxy_splits, recipe, args.proxy_epochs, seed, args.width_mult,
-                                     args.batch_size))
-        key = f"zero|{args.proxy_data}|w{args.width_mult}|s0|{name}"
-        if key not in cache:
-            save(key, zero_cost(name, proxy_splits, args.width_mult, 0))
-    for name in names if "long" in only else []:
-        key = f"long|{long_fid}|s0|{name}"
-        if key not in cache:
-            save(key, train_once(name, long_splits, recipe, args.long_epochs, 0, args.width_mult, args.batch_size))
-    cache.update(_read(args.out))
-    missing = [n for n in names if f"long|{long_fid}|s0|{n}" not in cache
-               or any(f"proxy|{proxy_fid}|s{s}|{n}" not in cache for s in seeds)]
+def report(runs: list[dict[str, Any]], table: Table, names: list[str], plot_path: Path) -> list[dict[str, Any]]:
+    table_tau = table.seed_tau()
+    summaries = [s for s in (summarize(SETTINGS[n], runs, table) for n in names) if s is not None]
+    print(f"\nagainst {table.path}: {len(table.mean_acc())} networks, table seed-to-seed tau {table_tau:.3f} "
+          f"(taus {', '.join(f'{a}-{b}: {t:.3f}' for (a, b), t in table.seed_taus().items())})")
+    print("\n| setting | proxy | tau vs table | tau per seed | top-3 recall | proxy seed-to-seed tau | "
+          "at chance, learns in table | s / ResNet-18 trial | s / trial |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    for s in summaries:
+        per_seed = " / ".join(f"{t:.2f}" for t in s["tau_per_seed"].values())
+        seed_tau = f"{s['proxy_seed_tau']:.2f}" if s["proxy_seed_tau"] is not None else "-"
+        print(f"| {s['setting']} | {s['describe']} | **{s['tau']:.2f}** | {per_seed} | {s['top3_recall']:.2f} | "
+              f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['wall_s_resnet18'] or 0:.1f} | {s['wall_s_mean']:.1f} |")
+    missing = [n for n in names if n not in {s["setting"] for s in summaries}]
     if missing:
-        print(f"not yet measured: {', '.join(missing)}; run again (without --only) for the taus")
-        return
+        print(f"\nnot yet measured for every network: {', '.join(missing)}")
+    if summaries:
+        print(f"plot: {plot(summaries, table_tau, plot_path)}")
+    return summaries
 
-    proxy = {s: {n: cache[f"proxy|{proxy_fid}|s{s}|{n}"]["val_acc"] for n in names} for s in seeds}
-    mean_proxy = {n: sum(proxy[s][n] for s in seeds) / len(seeds) for n in names}
-    long = {n: cache[f"long|{long_fid}|s0|{n}"]["val_acc"] for n in names}
-    zero = {n: cache[f"zero|{args.proxy_data}|w{args.width_mult}|s0|{n}"] for n in names}
-    print(f"\n{'genotype':<20} " + " ".join(f"proxy s{s:<3}" for s in seeds) + "    long   SAHD  log10 gradstab")
-    for n in names:
-        print(f"{n:<20} " + " ".join(f"{proxy[s][n]:>9.4f}" for s in seeds)
-              + f" {long[n]:>7.4f} {zero[n]['sahd']:>6.1f} {zero[n]['gradstab_log10']:>8.2f}")
-    print(f"\nproxy: {proxy_fid}; long: {long_fid}; {len(names)} genotypes")
-    if len(seeds) > 1:
-        print(f"seed-to-seed tau (proxy s{seeds[0]} vs s{seeds[1]}): {tau(proxy[seeds[0]], proxy[seeds[1]], names):.3f}")
-    for s in seeds:
-        print(f"proxy (seed {s}) vs long tau: {tau(proxy[s], long, names):.3f}")
-    print(f"proxy (mean of seeds) vs long tau: {tau(mean_proxy, long, names):.3f}")
-    print(f"SAHD vs long tau: {tau({n: zero[n]['sahd'] for n in names}, long, names):.3f}")
-    print(f"gradient stability vs long tau: {tau({n: zero[n]['gradstab_log10'] for n in names}, long, names):.3f}")
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SnnasError(f"--threads {args.threads}: expected an integer >= 1")
+        torch.set_num_threads(args.threads)
+    names = [n for n in args.settings.split(",") if n]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise SnnasError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        raise SnnasError(f"--seeds {args.seeds!r}: expected integers separated by commas") from None
+    table = Table.read(args.against)
+    width = float((table.settings.get("fit") or {}).get("width_mult", 0.25))
+    nets = {n.key: {"key": n.key, "genotype": n.genotype, "depth": n.extra.get("depth")} for n in table.networks()}
+    settings = {"against": str(args.against), "width_mult": width, "sweep": {s.name: s.describe() for s in SWEEP}}
+    results = SharedResults(args.out, SWEEP_FORMAT, settings, identity=lambda r: (r["setting"], r["key"], r["seed"]))
+    order = [(SETTINGS[n], nets[k], seed) for n in names for seed in seeds for k in sorted(nets)]
+    if not args.report_only:
+        def run(item) -> None:
+            setting, net, seed = item
+            row = run_proxy(setting, net, seed, width, args.cache_dir)
+            results.add(row)
+            print(f"{setting.name} {net['key']} (depth {net['depth']}) seed {seed}: val {row['val_acc']:.4f} "
+                  f"in {row['wall_s']:.1f} s", flush=True)
+
+        work_through(order, results.done, identity=lambda i: (i[0].name, i[1]["key"], i[2]),
+                     lock_path=lambda i: args.work / f"{i[0].name}-{i[1]['key']}-s{i[2]}.lock", run=run)
+    report(results.runs(), table, names, args.plot or args.out.with_suffix(".png"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main, None))

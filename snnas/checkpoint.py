@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from snnas.errors import CheckpointError, SnnasError
+from snnas.files import atomic_write
 
 MODEL_FORMAT = "snnas-model/1"
 
@@ -39,21 +39,9 @@ def check_plain(value: Any, where: str) -> None:
 
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves a
-    half-written checkpoint where a good one was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through the package's atomic writer: a crash never leaves a half-written
+    checkpoint where a good one was."""
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

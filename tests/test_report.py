@@ -266,3 +266,41 @@ def test_pareto_front_keeps_only_non_dominated_points():
     pts = [ParetoPoint(0.6, 3e5, "a"), ParetoPoint(0.8, 2e5, "b"), ParetoPoint(0.7, 1e5, "c"),
            ParetoPoint(0.9, 4e5, "d"), ParetoPoint(0.7, 1.5e5, "c2"), ParetoPoint(0.5, 1e5, "c3")]
     assert [p.label for p in pareto_front(pts)] == ["c", "b", "d"]
+
+
+def test_leaderboard_and_report_show_full_training_beside_the_proxy(tmp_path):
+    """A hand-made table of B, C, D and A: the proxy's phase-1 order is D B C A, the table's B D C A."""
+    import json
+
+    from snnas.groundtruth import Table, kendall_tau
+    from snnas.search.report import study_groundtruth
+
+    table_accs = {"B": [.88, .86], "D": [.85, .85], "C": [.80, .82], "A": [.70, .71]}
+    runs = [{"key": key(n), "genotype": canonical(n).to_str(), "preset": None, "seed": s, "test_acc": a}
+            for n, accs in table_accs.items() for s, a in enumerate(accs)]
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "groundtruth_fashion10.json").write_text(json.dumps({"settings": {
+        "data": "fashion-10", "data_seed": 0, "fit": {"recipe": "short", "epochs": [5]}}, "runs": runs}))
+    make_search(tmp_path)
+    s1, s2 = load(tmp_path)
+    truth = study_groundtruth(s1, tables)  # phase 2's data, fashion-10, matches the table
+    assert isinstance(truth, Table) and truth.settings["data"] == "fashion-10"
+    board = build_leaderboard(s1, s2)
+
+    text = format_terminal(board, truth=truth)
+    lines = text.splitlines()
+    assert lines[0].split() == ["#", "network", "key", "acc1%", "acc2%", "full%", "params", "SOPs", "mJ", "fire"]
+    assert lines[2].split()[:6] == ["1", "danet_c_resnet18", key("B"), "80.0", "75.0", "87.0"]
+    expected = kendall_tau({key(n): a for n, a in {"D": .9, "B": .8, "C": .7, "A": .6}.items()}, truth.mean_acc())
+    phase1 = next(line for line in lines if line.startswith("phase 1 vs full training"))
+    assert f"Kendall tau {expected:.2f}" in phase1 and "over 4 networks" in phase1
+    assert "seed-to-seed tau" in phase1
+    assert all(len(line) <= 100 for line in lines[:8])
+
+    md = format_markdown(board, truth)
+    assert "full-training test acc % (spread)" in md and "| 87.0 (2.0) |" in md
+    report = write_report(s1, s2, tmp_path / STUDY, print_leaderboard=False, truth=truth).read_text()
+    assert "phase 2 vs full training" in report
+    # without a table nothing changes
+    assert "full%" not in format_terminal(board) and study_groundtruth(s1, tmp_path / "none") is None

@@ -13,6 +13,7 @@ import pytest
 from snnas import build_model, count_parameters, load_model
 from snnas.cli import retrain
 from snnas.data import FASHION_DEFAULT_DIR, BatchLoader, load_splits
+from snnas.genotype.vocabulary import resolve_stem
 from snnas.train import evaluate_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ TINY = ["--data", "fashion-5", "--train-per-class", "16", "--val-per-class", "2"
     ("small", "imagenet", 224, "small"),
 ])
 def test_stem_choice(requested, own, px, expected):
-    assert retrain.choose_stem(requested, own, px) == expected
+    assert resolve_stem(requested, own, px) == expected
 
 
 def records(out: Path) -> list[dict]:
@@ -74,7 +75,7 @@ def test_two_phase_retrain_exports_a_loadable_model_and_resumes(tmp_path, capsys
     (["--recipe", "fast"], "unknown recipe"),
     (["--batch-size", "500"], "fewer than one batch"),
     (["--width-mult", "0"], "--width-mult"),
-    (["--augment", "blur"], "--augment 'blur'"),
+    (["--augment", "blur"], "(--augment): 'blur'"),
     (["--eval-every", "0"], "eval_every"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, message):

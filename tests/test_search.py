@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from snnas.data import load_splits
+from snnas.fit import FitSettings
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.objective import SearchObjective
@@ -45,9 +46,9 @@ def tiny_space(tmp_path):
     return path
 
 
-def _fidelity(**kw):
-    base = dict(phase="phase1", data="fashion-2", epochs=1, resolution=16, train_per_class=16, val_per_class=8,
-                width_mult=0.0625, batch_size=16)
+def _fidelity(epochs=1, recipe="proxy", **kw):
+    fit = FitSettings(recipe=recipe, epochs=(epochs,), timesteps=(1,), width_mult=0.0625, batch_size=16)
+    base = dict(phase="phase1", data="fashion-2", resolution=16, train_per_class=16, val_per_class=8, fit=fit)
     return Fidelity(**{**base, **kw})
 
 
@@ -105,6 +106,7 @@ def test_promoted_data():
     assert promoted_data("imagenet-5:/data/in") == "imagenet-20:/data/in"
     assert promoted_data("cifar10:/x") == "cifar10:/x"
     assert _fidelity().key != _fidelity(epochs=2).key
+    assert _fidelity().key != _fidelity(recipe="short").key  # the recipe is part of what a score means
 
 
 def _search(args, tmp_path, cache_dir, **popen):

@@ -26,7 +26,7 @@ def test_space_samples_50_valid_genotypes(name):
     for _ in range(50):
         trial = study.ask()
         g = space.suggest(trial)  # a GenotypeError here would fail the test
-        assert g.stem == "small"
+        assert g.stem == "half"  # the one stem policy on 28 px images
         params = space.encode(g)
         assert params is not None, f"{g.to_str()} cannot be encoded back"
         again = space.suggest(optuna.trial.FixedTrial(params))
@@ -46,7 +46,7 @@ def test_fresh_study_starts_with_the_seeds_in_order(name):
     for preset, params in seeds:
         trial = study.ask()
         g = space.suggest(trial)
-        expected = get_preset(preset).replace(stem="small", neuron=space.context.neuron)
+        expected = get_preset(preset).replace(stem="half", neuron=space.context.neuron)
         assert g.canonical() == expected.canonical(), preset
         assert trial.user_attrs["seed_preset"] == preset
         study.tell(trial, 0.0)

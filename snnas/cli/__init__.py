@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any, Callable
 
 from snnas.errors import SnnasError
 
@@ -28,16 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_guarded(func: Callable[..., int | None], *args: Any) -> int:
+    """Call ``func(*args)``; a user error becomes one ``snnas: error:`` line and exit status 2
+    (the one error handler of the command, the scripts and the benchmarks)."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(*args) or 0)
     except SnnasError as exc:
         print(f"snnas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("snnas: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_guarded(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

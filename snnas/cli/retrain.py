@@ -8,17 +8,15 @@ with the same global batch, so N processes train the same recipe; only rank 0 wr
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from snnas.errors import SnnasError
-from snnas.genotype.vocabulary import SMALL_IMAGE_MAX_PX, STEMS
+from snnas.files import atomic_write_json
+from snnas.fit import FitSettings
+from snnas.genotype.vocabulary import AUTO_STEM, SMALL_IMAGE_MAX_PX, STEMS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,13 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "or one number per phase (default: the recipe's)")
     p.add_argument("--timesteps", metavar="T[,T2]", help="time steps of each phase, e.g. 1,4 trains at T=1 then "
                    "fine-tunes at T=4 from those weights (default: the recipe's, else 1)")
-    p.add_argument("--width-mult", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument("--width-mult", type=float, default=1.0, help="channel width multiplier (default 1.0; the "
+                   "search and the ground-truth table train at 0.25)")
     p.add_argument("--batch-size", type=int, help="global batch size; the lr scales with it (default: the recipe's)")
     p.add_argument("--lr-per-256", type=float, help="peak learning rate per 256 images (default: the recipe's)")
     p.add_argument("--resolution", type=int, help="image side in pixels (default: the data's own)")
     p.add_argument("--augment", help="training augmentation: none, crop_flip, rrc_flip, autoaugment "
                    "(default: the recipe's)")
-    p.add_argument("--stem", choices=("auto", *STEMS), default="auto",
+    p.add_argument("--stem", choices=(AUTO_STEM, *STEMS), default=AUTO_STEM,
                    help="the stem to build: 'auto' (default) keeps the genotype's, except that the ImageNet stem "
                    f"becomes 'half' (3x3/2 conv) on images up to {SMALL_IMAGE_MAX_PX} px, where its 4x reduction "
                    "would leave stage 1 with 7-16 px maps; 'small' (3x3/1) keeps the whole image (about 3x slower "
@@ -93,28 +92,8 @@ def _first_per_class(data, per_class: int):
     return TensorSet(data.images[keep], data.labels[keep], data.name, data.mean, data.std)
 
 
-def choose_stem(requested: str, own: str, resolution: int) -> str:
-    """The stem to build: an explicit request, else the genotype's own adapted to small images."""
-    if requested != "auto":
-        return requested
-    return "half" if own == "imagenet" and resolution <= SMALL_IMAGE_MAX_PX else own
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _epoch_line(epoch: int, m: dict[str, Any]) -> str:
@@ -126,34 +105,19 @@ def _epoch_line(epoch: int, m: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _plan(args: argparse.Namespace, recipe) -> list:
-    """The phases the arguments ask for, every argument checked before any work starts."""
-    from snnas.train import plan_phases
-
-    epochs = _int_list(args.epochs, "epochs")
-    timesteps = _int_list(args.timesteps, "timesteps") or [recipe.timesteps or 1]
-    for name in ("width_mult", "lr_per_256"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise SnnasError(f"--{name.replace('_', '-')} {value!r}: expected a number > 0")
+def fit_settings(args: argparse.Namespace) -> FitSettings:
+    """The training settings the arguments ask for, every argument checked before any work starts."""
     for name, low in (("workers", 0), ("threads", 1), ("test_per_class", 1)):
         value = getattr(args, name)
         if value is not None and value < low:
             raise SnnasError(f"--{name.replace('_', '-')} {value}: expected an integer >= {low}")
-    if args.augment is not None:
-        from snnas.data import AUGMENTS
-
-        if args.augment not in AUGMENTS:
-            raise SnnasError(f"--augment {args.augment!r}: expected one of {', '.join(AUGMENTS)}")
-    overrides = {"seed": args.seed}
-    for key in ("batch_size", "lr_per_256", "eval_every", "augment"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    if args.aux_heads:
-        overrides["aux_heads"] = True
-    if args.compile:
-        overrides["compile"] = True
-    return plan_phases(recipe, timesteps, epochs, **overrides)
+    epochs = _int_list(args.epochs, "epochs")
+    timesteps = _int_list(args.timesteps, "timesteps")
+    return FitSettings(recipe=args.recipe, epochs=tuple(epochs) if epochs else None,
+                       timesteps=tuple(timesteps) if timesteps else None, width_mult=args.width_mult,
+                       stem=args.stem, seed=args.seed, batch_size=args.batch_size, lr_per_256=args.lr_per_256,
+                       augment=args.augment, aux_heads=args.aux_heads, compile=args.compile,
+                       eval_every=args.eval_every)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,13 +125,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from snnas.checkpoint import save_model
-    from snnas.compiler import build_model, count_parameters, resolve_genotype
-    from snnas.data import BatchLoader, load_splits
-    from snnas.train import Callback, get_recipe, run_phases
+    from snnas.compiler import resolve_genotype
+    from snnas.data import load_splits
+    from snnas.fit import GenotypeFit, fit_history
+    from snnas.train import Callback
     from snnas.train import distributed as dist_utils
-    from snnas.train.trainer import evaluate_model
 
-    phases = _plan(args, get_recipe(args.recipe))
+    settings = fit_settings(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     genotype = resolve_genotype(args.genotype)
@@ -189,26 +153,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if ctx.is_main:
                 dist_utils.barrier()
-        genotype = dataclasses.replace(genotype, stem=choose_stem(args.stem, genotype.stem, splits.resolution))
+        fit = GenotypeFit(genotype, splits, settings, device=device, num_workers=args.workers)
+        genotype, phases, params = fit.genotype, fit.phases, fit.params
         out = Path(args.out) if args.out else Path("runs", "retrain", f"{genotype.key}-{_slug(splits.spec)}")
-        with torch.random.fork_rng(devices=[]):  # the initial weights depend on --seed alone
-            torch.manual_seed(args.seed)
-            model = build_model(genotype, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                                timesteps=phases[0].timesteps, width_mult=args.width_mult)
-        params = count_parameters(model)
-
-        def loader(data, batch_size: int, train: bool, augment: str = "none") -> BatchLoader:
-            return BatchLoader(data, batch_size=batch_size, shuffle=train, augment=augment, drop_last=train,
-                               generator=torch.Generator().manual_seed(args.seed), rank=ctx.rank,
-                               world_size=ctx.world_size, device=device, num_workers=args.workers)
-
-        def loaders(phase):
-            cfg = phase.config
-            if len(splits.train) < cfg.batch_size:
-                raise SnnasError(f"the training split has {len(splits.train)} images, fewer than one batch of "
-                                 f"{cfg.batch_size}; lower --batch-size")
-            return (loader(splits.train, cfg.batch_size, True, cfg.augment),
-                    loader(splits.val, max(cfg.batch_size, 256), False) if len(splits.val) else None)
 
         class PrintEpoch(Callback):
             def on_epoch_end(self, epoch, metrics):
@@ -220,13 +167,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"retrain {genotype.to_str()} ({genotype.key}) on {splits!r}, {params:,} params, "
                   f"{len(phases)} phase(s) T={[p.timesteps for p in phases]}, world size {ctx.world_size}, "
                   f"{device} -> {out}", flush=True)
-        results = run_phases(model, phases, loaders=loaders, out_dir=out, callbacks=[PrintEpoch()],
-                             resume=args.resume, device=device, progress=not args.no_progress,
-                             tensorboard=args.tensorboard)
+        results = fit.run(out_dir=out, callbacks=[PrintEpoch()], resume=args.resume, progress=not args.no_progress,
+                          tensorboard=args.tensorboard)
         test_set = splits.test if args.test_per_class is None else _first_per_class(splits.test, args.test_per_class)
-        test = evaluate_model(model, loader(test_set, max(phases[-1].config.batch_size, 256), False),
-                              device=device, amp=phases[-1].config.amp)
-        history = [r.metrics for res in results for r in res.history]
+        test = fit.evaluate(test_set)
+        history = fit_history(results)
         train_s = sum(m["train_s"] for m in history)
         train_images = sum(m["train_images"] for m in history)
         last_val = next((m for m in reversed(history) if "val_acc" in m), {})
@@ -238,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             "images_per_s": train_images / train_s if train_s > 0 else None,
             "data": splits.spec, "classes": list(splits.class_names), "resolution": splits.resolution,
             "genotype": genotype.to_str(), "key": genotype.key, "recipe": args.recipe,
+            "fit": settings.to_dict(), "fit_key": settings.key,
             "phases": [{"timesteps": p.timesteps, "epochs": p.config.epochs, "epochs_run": len(res.history),
                         "stopped_early": res.stopped_early, "config": p.config.to_dict(),
                         "last_val_acc": res.last.get("val_acc") if res.last else None,
@@ -248,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
         }
         if ctx.is_main:
             extra = {k: summary[k] for k in ("test_acc", "params", "epochs", "timesteps", "data", "recipe", "seed")}
-            save_model(out / "model.pt", model, extra=extra)
-            _write_json(out / "summary.json", summary)
+            save_model(out / "model.pt", fit.model, extra=extra)
+            atomic_write_json(out / "summary.json", summary)
             print(f"test acc {test['acc']:.4f} on {test['images']} images | {params:,} params | "
                   f"epochs {summary['epochs']} at T={summary['timesteps']} | {summary['wall_s']:.0f} s | "
                   f"{summary['images_per_s'] or 0:.0f} train img/s | {out}", flush=True)

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--width-mult", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--recipe", default="proxy", help="phase-1 training recipe (default proxy; see `retrain --help`)")
+    p.add_argument("--recipe2", default=None, help="phase-2 training recipe (default: the phase-1 recipe)")
     p.add_argument("--device", default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--heartbeat-interval", type=int, default=30, help="seconds between a worker's heartbeats")
@@ -40,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="create the studies and enqueue the seeds, then exit (run once before starting many workers)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-report", action="store_true", help="skip report.md and plots")
+    p.add_argument("--groundtruth", metavar="JSON", default=None,
+                   help="ground-truth table (bench/groundtruth.py) to show full-training accuracy beside the proxy's "
+                   "(default: the one in bench/results/ trained on this search's data, when there is one)")
 
 
 def options_from(args: argparse.Namespace):
@@ -52,28 +57,30 @@ def options_from(args: argparse.Namespace):
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,
         train_per_class2=args.train_per_class2, val_per_class=args.val_per_class, width_mult=args.width_mult,
-        batch_size=args.batch_size, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
+        batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
         heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, create_only=args.create_only)
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from snnas.search.funnel import run_search
-
     import optuna
+
+    from snnas.groundtruth import Table
+    from snnas.search.funnel import run_search
+    from snnas.search.report import study_groundtruth, write_report
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     options = options_from(args)
+    given = Table.read(args.groundtruth) if args.groundtruth else None  # a bad file fails before any trial
     started = time.monotonic()
     result = run_search(options)
     if options.create_only:
         return 0
     if not args.no_report:
-        from snnas.search.report import write_report
-
-        report = write_report(result.phase1, result.phase2, options.run_dir, print_leaderboard=True)
+        truth = given or study_groundtruth(result.phase1)
+        report = write_report(result.phase1, result.phase2, options.run_dir, print_leaderboard=True, truth=truth)
         print(f"report: {report}")
     print(f"search wall time: {time.monotonic() - started:.0f} s")
     return 0

@@ -46,20 +46,6 @@ def split_path(entry: Path, split: str, what: str) -> Path:
     return entry / SPLIT_FILES[what].format(split=split)
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def read_manifest(path: str | os.PathLike) -> dict:
     """Read a subset manifest (the file, or the cache entry directory holding it)."""
     path = Path(path)

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from snnas.data.cache import (CACHE_FORMAT, MANIFEST_NAME, cache_key, default_cache_dir, ensure_entry,
-                              load_split_arrays, open_images_writer, read_manifest, split_path,
-                              write_json_atomic)
+                              load_split_arrays, open_images_writer, read_manifest, split_path)
 from snnas.data.cifar import CifarSource
 from snnas.data.fashion import FashionSource
 from snnas.data.folder import FolderSource
@@ -20,6 +19,7 @@ from snnas.data.spec import DataSpec, parse_data_spec
 from snnas.data.subset import DEFAULT_VAL_FRACTION, SPLITS, Plan, SplitRule, choose_classes, plan_subset
 from snnas.data.tensorset import Splits, TensorSet
 from snnas.errors import DataError
+from snnas.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _build_entry(tmp: Path, source: Source, plan: Plan, resolution: int, manifes
             _fsync(split_path(tmp, split, what))
     train_images, _ = load_split_arrays(tmp, "train")
     mean, std = channel_stats(train_images)
-    write_json_atomic(tmp / MANIFEST_NAME, {**manifest, "mean": list(mean), "std": list(std)})
+    atomic_write_json(tmp / MANIFEST_NAME, {**manifest, "mean": list(mean), "std": list(std)})
 
 
 def _tensor_set(entry: Path, split: str, manifest: dict) -> TensorSet:

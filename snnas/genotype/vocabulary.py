@@ -8,8 +8,9 @@ FORMAT_VERSION = 1
 
 NEURONS = ("if", "lif")
 STEMS = ("imagenet", "small", "half")
+AUTO_STEM = "auto"
 # Images up to this side are "small": the ImageNet stem (4x down before stage 1) would leave
-# 7-16 px maps, so spaces and retraining switch to a stem that keeps more of the image.
+# 7-16 px maps there, so the one stem policy (`resolve_stem`) builds `half` instead.
 SMALL_IMAGE_MAX_PX = 64
 BLOCK_KINDS = ("basic", "bottleneck", "dense")
 RESIDUAL_KINDS = ("basic", "bottleneck")
@@ -73,3 +74,19 @@ def block_name(kind: str, branch: str, interblock: str, norm: str) -> str | None
 def is_identity_residual(kind: str, interblock: str) -> bool:
     """Blocks whose output is input + branch with nothing after the sum (sew, pa_a, pa_b)."""
     return kind in RESIDUAL_KINDS and interblock == "none"
+
+
+def resolve_stem(requested: str, own: str, resolution: int | None) -> str:
+    """The stem a network is built with: the one policy of spaces, search trials and retraining.
+
+    An explicit ``requested`` stem wins. ``"auto"`` keeps ``own`` except that the ImageNet stem
+    becomes ``half`` (a 3x3/2 conv, stage 1 at half the image side) on images up to
+    ``SMALL_IMAGE_MAX_PX``. Measured on Fashion-MNIST (DANet-A ResNet-18, width 1/4, 5 epochs):
+    ``half`` 88.2% test accuracy against 87.5% for the ImageNet stem at 1.3x its cost, while
+    ``small`` (stage 1 at the full 28 px) costs about 3-4x ``half`` per image.
+    """
+    if requested != AUTO_STEM:
+        return requested
+    if own == "imagenet" and resolution is not None and resolution <= SMALL_IMAGE_MAX_PX:
+        return "half"
+    return own

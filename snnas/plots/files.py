@@ -1,8 +1,7 @@
-"""Writing figures: atomically (temp file in the same folder, then rename), with the usual file mode."""
+"""Writing figures through the package's atomic writer (a reader never sees half a PNG)."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import matplotlib
@@ -10,18 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from snnas.files import atomic_write  # noqa: E402
+
 
 def save_png(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
-    """Write ``fig`` to ``path`` through a temporary file and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A per-process name rather than mkstemp: the file is created with the user's usual mode.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    """Write ``fig`` to ``path`` and close it."""
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        return atomic_write(path, lambda handle: fig.savefig(handle, dpi=dpi, format="png"), fsync=False)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

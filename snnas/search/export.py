@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial
 
 from snnas.errors import SnnasError, StorageError
 from snnas.search.leaderboard import Leaderboard, Row, build_leaderboard, fmt_acc, fmt_count, fmt_float
-from snnas.search.report import atomic_write_text, shared_mode
+from snnas.files import atomic_write_text, shared_mode
 
 PHASE2_SUFFIX = ".phase2"  # snnas.search.funnel.PHASE2_SUFFIX (the funnel imports the trainer; this does not)
 DEFAULT_RUNS = Path("runs")
@@ -280,7 +280,6 @@ def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike) -
         name = " = ".join(row.names) if row.names else row.key
         draw_architecture(genotype, tmp / "architecture.png", title=f"{name}\n{genotype.to_str()}")
         atomic_write_text(tmp / "card.md", card_markdown(row, searches, weights_fidelity, final))
-        os.chmod(tmp / "architecture.png", shared_mode(0o644))
         os.chmod(tmp, shared_mode(0o755))
         _replace_dir(tmp, final)
     finally:

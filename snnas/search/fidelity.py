@@ -6,36 +6,36 @@ key spells out every setting that changes the number.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from snnas.fit import FitSettings
 
 
 @dataclass(frozen=True)
 class Fidelity:
+    """The data a phase trains on and how (:class:`~snnas.fit.FitSettings`, recipe included)."""
+
     phase: str
     data: str
-    epochs: int
-    timesteps: int = 1
+    fit: FitSettings = FitSettings(recipe="proxy")
     resolution: int | None = None
     train_per_class: int | None = None
     val_per_class: int | None = None
-    width_mult: float = 0.25
-    batch_size: int = 64
-    recipe: str = "proxy"
-    seed: int = 0
     data_seed: int = 0
 
     @property
     def key(self) -> str:
-        return (f"{self.phase}|{self.data}|e{self.epochs}|T{self.timesteps}|r{self.resolution}|"
-                f"n{self.train_per_class}/{self.val_per_class}|w{self.width_mult:g}|b{self.batch_size}|"
-                f"{self.recipe}|s{self.seed}|d{self.data_seed}")
+        return (f"{self.phase}|{self.data}|r{self.resolution}|n{self.train_per_class}/{self.val_per_class}|"
+                f"d{self.data_seed}|{self.fit.key}")
 
     def replace(self, **changes: Any) -> "Fidelity":
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "key": self.key}
+        """Plain data, the training settings flattened beside the data's (the report's table)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "fit"}
+        return {**data, **self.fit.to_dict(), "key": self.key}
 
 
 _K_SPEC = re.compile(r"^(fashion|imagenet|folder)-(\d+)(:.*)?$")

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import SnnasError
+from snnas.fit import FitSettings
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.objective import GENOTYPE_ATTR, Screen, SearchObjective
@@ -58,6 +59,8 @@ class SearchOptions:
     val_per_class: int | None = 100
     width_mult: float = 0.25
     batch_size: int = 64
+    recipe: str = "proxy"
+    recipe2: str | None = None  # default: the phase-1 recipe
     device: str | None = None
     progress: bool = True
     cache_dir: str | None = None
@@ -78,11 +81,14 @@ class SearchOptions:
         return Path(self.out) / self.study_name
 
     def fidelities(self) -> tuple[Fidelity, Fidelity]:
-        one = Fidelity(phase="phase1", data=self.data, epochs=self.epochs, timesteps=self.timesteps,
-                       resolution=self.resolution, train_per_class=self.train_per_class,
-                       val_per_class=self.val_per_class, width_mult=self.width_mult, batch_size=self.batch_size,
-                       seed=self.seed, data_seed=self.data_seed)
-        two = one.replace(phase="phase2", data=self.data2 or promoted_data(self.data), epochs=self.epochs2,
+        """Each phase's data and training settings (validated: a bad setting fails here, before any trial)."""
+        fit = FitSettings(recipe=self.recipe, epochs=(self.epochs,), timesteps=(self.timesteps,),
+                          width_mult=self.width_mult, batch_size=self.batch_size, seed=self.seed)
+        one = Fidelity(phase="phase1", data=self.data, fit=fit, resolution=self.resolution,
+                       train_per_class=self.train_per_class, val_per_class=self.val_per_class,
+                       data_seed=self.data_seed)
+        two = one.replace(phase="phase2", data=self.data2 or promoted_data(self.data),
+                          fit=fit.replace(recipe=self.recipe2 or self.recipe, epochs=(self.epochs2,)),
                           train_per_class=self.train_per_class2)
         return one, two
 
@@ -100,6 +106,7 @@ class SearchOptions:
             raise SnnasError(f"--screen-keep: {self.screen_keep} is not in (0, 1]")
         if self.screen not in (None, "sahd", "gradstab"):
             raise SnnasError(f"--screen: {self.screen!r} is unknown; choose sahd or gradstab")
+        self.fidelities()
 
 
 @dataclass

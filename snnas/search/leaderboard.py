@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
+from snnas.groundtruth import Table, agreement
 
 REUSED_ATTR = "dedupe_of"  # snnas.search.dedupe.REUSED_ATTR (kept literal: dedupe imports no leaderboard)
 TERMINAL_WIDTH = 100
@@ -258,33 +259,57 @@ _TERMINAL_COLUMNS = (  # header, width, right-aligned, gap before
     ("acc2%", 5, True, 1), ("params", 6, True, 1), ("SOPs", 6, True, 1), ("mJ", 7, True, 1), ("fire", 6, True, 1))
 
 
-def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int | None = 20) -> str:
-    """A fixed-width table for the terminal: preset name or compact genotype summary per row."""
-    fixed = sum(w + gap for _, w, _, gap in _TERMINAL_COLUMNS)
-    widths = [w or max(20, width - fixed) for _, w, _, _ in _TERMINAL_COLUMNS]
+_TRUTH_COLUMN = ("full%", 5, True, 1)
+
+
+def truth_lines(board: Leaderboard, truth: Table | None) -> list[str]:
+    """How each phase's ranking agrees with the ground-truth table's full-training accuracy."""
+    if truth is None:
+        return []
+    fit = truth.settings.get("fit") or {}
+    lines = [f"full%: mean test accuracy of full training ({truth.settings.get('data')}, recipe {fit.get('recipe')}, "
+             f"{','.join(map(str, fit.get('epochs') or []))} epochs, seeds {truth.seeds()}) from {truth.path}"]
+    for phase, attr in (("phase 1", "phase1_acc"), ("phase 2", "phase2_acc")):
+        scores = {r.key: getattr(r, attr) for r in board.rows if getattr(r, attr) is not None}
+        if sum(1 for k in scores if k in truth.mean_acc()) >= 2:
+            lines.append(f"{phase} vs full training: {agreement(scores, truth).describe()}")
+    return lines
+
+
+def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int | None = 20,
+                    truth: Table | None = None) -> str:
+    """A fixed-width table for the terminal: preset name or compact genotype summary per row; with
+    a ground-truth ``truth`` table, its full-training accuracy beside the proxy's."""
+    columns = _TERMINAL_COLUMNS[:5] + ((_TRUTH_COLUMN,) if truth is not None else ()) + _TERMINAL_COLUMNS[5:]
+    full = truth.mean_acc() if truth is not None else {}
+    fixed = sum(w + gap for _, w, _, gap in columns)
+    widths = [w or max(20, width - fixed) for _, w, _, _ in columns]
 
     def line(cells: Sequence[str]) -> str:
         out = []
-        for (_, _, right, gap), w, cell in zip(_TERMINAL_COLUMNS, widths, cells):
+        for (_, _, right, gap), w, cell in zip(columns, widths, cells):
             cell = _shorten(cell, w)
             out.append(" " * gap + (cell.rjust(w) if right else cell.ljust(w)))
         return "".join(out).rstrip()
 
-    lines = [line([h for h, _, _, _ in _TERMINAL_COLUMNS]),
-             "-" * (sum(widths) + sum(gap for *_, gap in _TERMINAL_COLUMNS))]
+    lines = [line([h for h, _, _, _ in columns]),
+             "-" * (sum(widths) + sum(gap for *_, gap in columns))]
     shown = board.rows if limit is None else board.rows[:limit]
     for r in shown:
         network = r.name or summarize(r.genotype)
         if len(r.names) > 1:
             network += f" (+{len(r.names) - 1})"
-        lines.append(line([str(r.rank), network, r.key, fmt_acc(r.phase1_acc), fmt_acc(r.phase2_acc),
-                           fmt_count(r.params), fmt_count(r.sops), fmt_float(r.energy_mj, 3),
-                           fmt_float(r.firing_rate, 2)]))
+        cells = [str(r.rank), network, r.key, fmt_acc(r.phase1_acc), fmt_acc(r.phase2_acc)]
+        if truth is not None:
+            cells.append(fmt_acc(full.get(r.key)))
+        lines.append(line(cells + [fmt_count(r.params), fmt_count(r.sops), fmt_float(r.energy_mj, 3),
+                                   fmt_float(r.firing_rate, 2)]))
     if not board.rows:
         lines.append("(no completed trials yet)")
     elif len(shown) < len(board.rows):
         lines.append(f"... {len(board.rows) - len(shown)} more networks in report.md")
     lines.extend(counts_lines(board))
+    lines.extend(truth_lines(board, truth) if board.rows else [])
     return "\n".join(lines)
 
 
@@ -292,17 +317,26 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def format_markdown(board: Leaderboard) -> str:
-    """The leaderboard as a Markdown table (full genotype strings)."""
+def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
+    """The leaderboard as a Markdown table (full genotype strings); with a ground-truth ``truth``
+    table, its full-training accuracy (mean and spread over seeds) beside the proxy's."""
     if not board.rows:
         return "No completed trials yet.\n\n" + "; ".join(counts_lines(board)) + ".\n"
-    lines = ["| rank | network | key | phase-1 acc % | phase-2 acc % | params | SOPs | energy (mJ) | firing rate |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    nets = {n.key: n for n in truth.networks()} if truth is not None else {}
+    extra = " full-training test acc % (spread) |" if truth is not None else ""
+    lines = ["| rank | network | key | phase-1 acc % | phase-2 acc % |" + extra
+             + " params | SOPs | energy (mJ) | firing rate |",
+             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|---:|---:|"]
     for r in board.rows:
         network = f"`{_md(r.genotype)}`"
         if r.names:
             network = f"**{' = '.join(r.names)}**<br>{network}"
-        lines.append(f"| {r.rank} | {network} | `{r.key}` | {fmt_acc(r.phase1_acc)} | {fmt_acc(r.phase2_acc)} | "
+        full = ""
+        if truth is not None:
+            n = nets.get(r.key)
+            full = f" {fmt_acc(n.mean)} ({100 * n.spread:.1f}) |" if n is not None else " - |"
+        lines.append(f"| {r.rank} | {network} | `{r.key}` | {fmt_acc(r.phase1_acc)} | {fmt_acc(r.phase2_acc)} |{full} "
                      f"{fmt_count(r.params)} | {fmt_count(r.sops)} | {fmt_float(r.energy_mj)} | "
                      f"{fmt_float(r.firing_rate)} |")
-    return "\n".join(lines) + "\n\n" + "; ".join(counts_lines(board)) + ".\n"
+    notes = "".join(f"\n- {line}" for line in truth_lines(board, truth))
+    return "\n".join(lines) + "\n\n" + "; ".join(counts_lines(board)) + "." + ("\n" + notes if notes else "") + "\n"

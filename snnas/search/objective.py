@@ -14,6 +14,7 @@ import optuna
 import torch
 
 from snnas.errors import SnnasError
+from snnas.fit import GenotypeFit, built_genotype, fit_history
 from snnas.genotype import Genotype
 from snnas.search.dedupe import Dedupe
 from snnas.search.failures import REASON_ATTR
@@ -102,14 +103,10 @@ class SearchObjective:
         return self.space.suggest(trial)
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        from snnas.compiler import build_model, count_parameters
-        from snnas.data import BatchLoader
-        from snnas.train import Trainer, get_recipe
-
         started = time.monotonic()
         fid = self.fidelity
         genotype = self.genotype_for(trial)
-        canonical = genotype.canonical()
+        canonical = built_genotype(genotype, fid.fit, self.splits.resolution)  # the network that trains
         trial.set_user_attr(GENOTYPE_ATTR, genotype.to_str())
         trial.set_user_attr("canonical", canonical.to_str())
         trial.set_user_attr("phase", fid.phase)
@@ -119,33 +116,20 @@ class SearchObjective:
             self.log(f"trial {trial.number}: {canonical.key} already evaluated at this fidelity; reusing")
             return earlier
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(fid.seed)
-            model = build_model(canonical, num_classes=self.splits.num_classes, in_channels=self.splits.in_channels,
-                                timesteps=fid.timesteps, width_mult=fid.width_mult)
-        trial.set_user_attr("params", count_parameters(model))
-        probe = self._probe_batch()
+        fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device)
+        trial.set_user_attr("params", fit.params)
         is_seed = trial.user_attrs.get("seed_preset") is not None
         if self.screen is not None and not is_seed:
-            self._screen(trial, model, probe)
-
-        recipe = get_recipe(fid.recipe)
-        # Warm-up takes at most a quarter of a short proxy run.
-        config = recipe.replace(epochs=fid.epochs, batch_size=fid.batch_size, timesteps=fid.timesteps, seed=fid.seed,
-                                warmup_epochs=min(recipe.warmup_epochs, fid.epochs / 4))
-        gen = torch.Generator().manual_seed(fid.seed)
-        train = BatchLoader(self.splits.train, batch_size=fid.batch_size, shuffle=True, augment=config.augment,
-                            generator=gen)
-        val = BatchLoader(self.splits.val, batch_size=256, shuffle=False, augment="none")
-        reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fid.epochs, prunable=not is_seed)
+            self._screen(trial, fit.model, fit.probe_batch())
+        reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fit.last_epoch,
+                                 prunable=not is_seed)
         work_dir = self.run_dir / "trials" / f"{canonical.key}-{fid.phase}"
-        trainer = Trainer(model, config, callbacks=[reporter], out_dir=work_dir, device=self.device,
-                          progress=self.progress, tags={"trial": trial.number, "phase": fid.phase})
-        result = trainer.fit(train, val, resume=True)
-        history = result.history
+        results = fit.run(out_dir=work_dir, callbacks=[reporter], resume=True, progress=self.progress)
+        history = fit_history(results)
         last = history[-1] if history else {}
         val_acc = last.get("val_acc")
-        self._measure(trial, model, probe)
+        for name, value in fit.measure().items():
+            trial.set_user_attr(name, value)
         trial.set_user_attr("wall_s", round(time.monotonic() - started, 2))
         trial.set_user_attr("epochs_run", len(history))
         if reporter.pruned_at is not None:
@@ -154,18 +138,12 @@ class SearchObjective:
         if val_acc is None:
             raise SnnasError("training ended without a validation accuracy")
         trial.set_user_attr("val_acc", float(val_acc))
-        self._save(trial, model, canonical, float(val_acc))
+        self._save(trial, fit.model, canonical, float(val_acc))
         sops = trial.user_attrs["sops"]
         if self.max_sops is not None:
             trial.set_constraint("sops", sops - self.max_sops)
         values = {"acc": float(val_acc), "sops": float(sops), "energy": float(trial.user_attrs["energy_mj"])}
         return [values[o] for o in self.objectives] if self.multi_objective else values[self.objectives[0]]
-
-    def _probe_batch(self) -> torch.Tensor:
-        from snnas.data import BatchLoader
-
-        loader = BatchLoader(self.splits.val, batch_size=32, shuffle=False, augment="none")
-        return next(iter(loader))[0]
 
     def _screen(self, trial: optuna.Trial, model: torch.nn.Module, probe: torch.Tensor) -> None:
         attr = f"screen_{self.screen.metric}"
@@ -175,20 +153,6 @@ class SearchObjective:
         if threshold is not None and score < threshold:
             trial.set_user_attr(REASON_ATTR, f"{SCREENED}: {self.screen.metric} {score:.4g} < {threshold:.4g}")
             raise optuna.TrialPruned(SCREENED)
-
-    def _measure(self, trial: optuna.Trial, model: torch.nn.Module, probe: torch.Tensor) -> None:
-        """SOPs, energy and firing of the trained network on a validation batch (inference BN)."""
-        from snnas.metrics import count_ops, firing_rates
-
-        model = model.cpu()
-        ops = count_ops(model, probe, bn_stats="running")
-        firing = firing_rates(model, probe, bn_stats="running")
-        trial.set_user_attr("sops", float(ops.sops))
-        trial.set_user_attr("macs", float(ops.macs))
-        trial.set_user_attr("energy_mj", float(ops.energy_mj))
-        trial.set_user_attr("firing_rate", float(firing.overall))
-        trial.set_user_attr("firing_by_stage", {k: round(v, 5) for k, v in firing.by_stage.items()})
-        trial.set_user_attr("firing_rates", {k: round(v, 5) for k, v in firing.rates.items()})
 
     def _save(self, trial: optuna.Trial, model: torch.nn.Module, canonical: Genotype, val_acc: float) -> None:
         from snnas.checkpoint import save_model

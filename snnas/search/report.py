@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shlex
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -18,6 +17,8 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from snnas.files import atomic_write_text
+from snnas.groundtruth import Table, find_table
 from snnas.search.failures import FailureRecord, failures_markdown, list_failures
 from snnas.search.leaderboard import (REUSED_ATTR, Leaderboard, best_per_key, build_leaderboard, format_markdown,
                                       format_terminal)
@@ -33,32 +34,6 @@ FIDELITY_FIELDS = (("data", "data"), ("epochs", "epochs"), ("timesteps", "time s
                    ("batch_size", "batch size"), ("recipe", "recipe"), ("seed", "seed"),
                    ("data_seed", "data seed"), ("key", "fidelity key"))
 _DIRECTIONS = {"acc": "maximize", "sops": "minimize", "energy": "minimize"}
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # Python 3.11 can only read the umask by setting it
-    os.umask(mask)
-    return mask
-
-
-def shared_mode(mode: int) -> int:
-    """``mode`` under the process umask: temporary files are private (0600), their
-    replacements should be as readable as any file the user writes."""
-    return mode & ~_umask()
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, shared_mode(0o644))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +137,7 @@ def export_command(study_name: str, run_dir: Path, rank: int = 1) -> str:
 
 
 def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Leaderboard, run_dir: Path,
-                    plots: Mapping[str, Path]) -> str:
+                    plots: Mapping[str, Path], truth: Table | None = None) -> str:
     attrs = phase1.user_attrs
     fid1, fid2 = attrs.get("fidelity_phase1"), attrs.get("fidelity_phase2")
     if phase2 is not None and phase2.user_attrs.get("fidelity_phase2"):
@@ -189,7 +164,7 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
     if board.phase1_fidelities > 1:
         lines.append(f"\n**Warning:** phase-1 results come from {board.phase1_fidelities} different fidelities "
                      "(the study was continued with other settings); their accuracies are not comparable.")
-    lines += ["", format_markdown(board).rstrip("\n"), ""]
+    lines += ["", format_markdown(board, truth).rstrip("\n"), ""]
     if board.rows:
         lines += ["Export the best network (genotype, weights, picture, card):", "",
                   f"    {export_command(phase1.study_name, run_dir)}", "",
@@ -206,17 +181,30 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def study_groundtruth(phase1: optuna.Study, directory: str | os.PathLike | None = None) -> Table | None:
+    """The ground-truth table trained on a phase's data (phase 2's first, then phase 1's), if any."""
+    for name in ("fidelity_phase2", "fidelity_phase1"):
+        fid = phase1.user_attrs.get(name) or {}
+        if fid.get("data"):
+            table = find_table(fid["data"], int(fid.get("data_seed") or 0), *([directory] if directory else []))
+            if table is not None:
+                return table
+    return None
+
+
 def write_report(phase1_study: optuna.Study, phase2_study: optuna.Study | None, run_dir: str | os.PathLike,
-                 print_leaderboard: bool = True) -> Path:
+                 print_leaderboard: bool = True, truth: Table | None = None) -> Path:
     """Write ``run_dir/report.md`` and its plots under ``run_dir/plots/``; print the terminal
-    leaderboard when asked. Returns the report's path."""
+    leaderboard when asked. ``truth`` (a ground-truth table) puts full-training accuracy beside
+    the proxy's. Returns the report's path."""
     run_dir = Path(run_dir)
     board = build_leaderboard(phase1_study, phase2_study)
     if print_leaderboard:
-        print(format_terminal(board))
+        print(format_terminal(board, truth=truth))
     plots = write_plots(phase1_study, phase2_study, board, run_dir / PLOTS_DIR)
-    text = report_markdown(phase1_study, phase2_study, board, run_dir, plots)
+    text = report_markdown(phase1_study, phase2_study, board, run_dir, plots, truth)
     return atomic_write_text(run_dir / REPORT_NAME, text)
 
 
-__all__ = ["write_report", "write_plots", "report_markdown", "fidelity_markdown", "export_command"]
+__all__ = ["write_report", "write_plots", "report_markdown", "fidelity_markdown", "export_command",
+           "study_groundtruth"]

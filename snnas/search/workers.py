@@ -36,6 +36,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import SnnasError
+from snnas.files import atomic_write_json
 from snnas.search.dedupe import Dedupe
 from snnas.search.failures import FAILURE_CATCH, INTERRUPTED, REASON_ATTR, describe_exception, guarded
 from snnas.search.storage import (
@@ -238,12 +239,6 @@ def synthetic_accuracy(key: str, epoch: int) -> float:
     return final * (1.0 - 0.5 ** (epoch + 1))
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
-
-
 @dataclass
 class SyntheticObjective:
     """Sleeps ``epoch_s`` per epoch instead of training; reports, prunes, dedupes, resumes.
@@ -286,7 +281,7 @@ class SyntheticObjective:
             accuracy = synthetic_accuracy(key, epoch)
             trial.report(accuracy, epoch)
             if checkpoint is not None:
-                _write_json_atomic(checkpoint, {"epoch": epoch, "accuracy": accuracy, "pid": os.getpid()})
+                atomic_write_json(checkpoint, {"epoch": epoch, "accuracy": accuracy, "pid": os.getpid()})
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
         if start_epoch >= self.epochs:  # killed after its last epoch's checkpoint

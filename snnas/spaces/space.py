@@ -6,7 +6,7 @@ chosen per stage), what it fixes, and the presets it enqueues as seeds::
     name = "dense_additive"
     builder = "resnet_stages"
     [fixed]
-    stem = "auto"        # "auto": `small` for inputs up to 64 px, `imagenet` above
+    stem = "auto"        # "auto": `half` for inputs up to 64 px, `imagenet` above (resolve_stem)
     neuron = "if"
     [genes]
     depth = ["18", "34"]
@@ -20,6 +20,7 @@ Loading validates everything and names the bad key; nothing is evaluated.
 """
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ from typing import Any
 
 from snnas.errors import GenotypeError, SpaceError
 from snnas.genotype import Genotype, Neuron
-from snnas.genotype.vocabulary import (BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS,
-                                       SMALL_IMAGE_MAX_PX, STEMS)
+from snnas.genotype.vocabulary import (AUTO_STEM, BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS,
+                                       STEMS, resolve_stem)
 from snnas.presets import PRESETS, RESNET_LAYOUTS, get_preset
 from snnas.spaces.builders import BUILDERS, SpaceContext, Trial
 
@@ -64,6 +65,18 @@ class Space:
     def encode(self, genotype: Genotype) -> dict[str, str] | None:
         return BUILDERS[self.builder].encode(genotype, self.context)
 
+    def uniform(self) -> list[tuple[dict[str, str], Genotype]]:
+        """Every network that makes one choice per gene for the whole network (the same block and
+        wiring in every stage): (trial parameters, genotype) in the file's gene and choice order.
+        For a space without per-stage genes this is the whole space."""
+        names = list(self.context.genes)
+        out = []
+        for values in itertools.product(*(self.context.genes[n] for n in names)):
+            trial = _UniformTrial(dict(zip(names, values)))
+            genotype = self.suggest(trial)
+            out.append((trial.params, genotype))
+        return out
+
     def seeds(self) -> list[tuple[str, dict[str, str]]]:
         """(preset name, trial parameters) for every seed, in file order, one per parameter set."""
         out, seen = [], set()
@@ -77,6 +90,18 @@ class Space:
                 seen.add(key)
                 out.append((name, params))
         return out
+
+
+class _UniformTrial:
+    """A trial that answers every per-stage copy of a gene (``s2.block``) with the gene's one value."""
+
+    def __init__(self, choice: dict[str, str]):
+        self.choice, self.params = choice, {}
+
+    def suggest_categorical(self, name: str, choices: Any) -> str:
+        value = self.choice[name.split(".", 1)[-1]]
+        self.params[name] = value
+        return value
 
 
 def _err(source: str, key: str, value: Any, allowed: str) -> SpaceError:
@@ -125,9 +150,9 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     for key in fixed:
         if key not in _FIXED_KEYS:
             raise _err(source, f"fixed.{key}", fixed[key], "no such key; keys are " + ", ".join(sorted(_FIXED_KEYS)))
-    stem = fixed.get("stem", "auto")
-    if stem == "auto":
-        stem = "small" if resolution is None or resolution <= SMALL_IMAGE_MAX_PX else "imagenet"
+    stem = fixed.get("stem", AUTO_STEM)
+    if stem == AUTO_STEM:
+        stem = resolve_stem(AUTO_STEM, "imagenet", resolution)
     elif stem not in STEMS:
         raise _err(source, "fixed.stem", stem, "auto or one of " + ", ".join(STEMS))
     try:

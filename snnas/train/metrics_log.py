@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from snnas.files import atomic_write_text
 
 
 def _jsonable(value: Any) -> Any:
@@ -52,14 +53,7 @@ class MetricsFile:
         if not self.path.is_file():
             return
         kept = [r for r in self.read() if not unwanted(r)]
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 class TensorBoardLog:
