@@ -61,6 +61,12 @@ class ProxySetting:
                            seed=seed, batch_size=self.batch_size, lr_per_256=self.lr_per_256,
                            warmup_epochs=self.warmup_epochs, augment=self.augment)
 
+    @property
+    def train_images(self) -> int:
+        """Training images a trial processes (the cost, free of machine load)."""
+        classes = int(self.data.split(":")[0].rsplit("-", 1)[1])
+        return self.per_class * classes * self.epochs
+
     def describe(self) -> str:
         parts = [f"{self.data}", f"{self.per_class}/class", f"{self.epochs} ep", f"b{self.batch_size}", self.recipe]
         parts += [f"{n} {v}" for n, v in (("lr", self.lr_per_256), ("warm-up", self.warmup_epochs),
@@ -134,6 +140,7 @@ def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -
     seed_taus = [t for t in pairwise_taus({s: per_seed[s] for s in complete}).values() if not math.isnan(t)]
     return {
         "setting": setting.name, "describe": setting.describe(), "budget": setting.budget, "seeds": sorted(complete),
+        "train_images": setting.train_images,
         "networks": len(truth), "tau": kendall_tau(mean, truth),
         "tau_per_seed": {s: kendall_tau(per_seed[s], truth) for s in complete},
         "top3_recall": top_k_recall(mean, truth, 3), "proxy_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
@@ -146,7 +153,7 @@ def plot(summaries: list[dict[str, Any]], table_tau: float, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = {5: "tab:blue", 10: "tab:orange", 20: "tab:green"}
     for s in summaries:
-        x = s["wall_s_resnet18"] or s["wall_s_mean"]
+        x = s["train_images"] / 1000
         ax.scatter(x, s["tau"], color=colors.get(s["budget"], "grey"), s=40, zorder=3,
                    marker="x" if "proxy" in s["setting"] else "o")
         ax.annotate(s["setting"], (x, s["tau"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -155,7 +162,7 @@ def plot(summaries: list[dict[str, Any]], table_tau: float, path: Path) -> Path:
     ax.axhline(0.7, color="red", lw=0.8, ls=":", label="target 0.7")
     for budget, color in colors.items():
         ax.scatter([], [], color=color, label=f"~{budget} s budget")
-    ax.set_xlabel("wall seconds per ResNet-18 proxy trial (2 CPU cores)")
+    ax.set_xlabel("training images per proxy trial (thousands; ~1.8k/s for a ResNet-18 on 2 CPU cores)")
     ax.set_ylabel("Kendall tau vs full-training test accuracy")
     ax.set_title("Proxy settings: agreement with the ground-truth table against cost")
     ax.grid(alpha=0.3)
@@ -169,13 +176,14 @@ def report(runs: list[dict[str, Any]], table: Table, names: list[str], plot_path
     print(f"\nagainst {table.path}: {len(table.mean_acc())} networks, table seed-to-seed tau {table_tau:.3f} "
           f"(taus {', '.join(f'{a}-{b}: {t:.3f}' for (a, b), t in table.seed_taus().items())})")
     print("\n| setting | proxy | tau vs table | tau per seed | top-3 recall | proxy seed-to-seed tau | "
-          "at chance, learns in table | s / ResNet-18 trial | s / trial |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+          "at chance, learns in table | train images / trial | s / ResNet-18 trial | s / trial |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for s in summaries:
         per_seed = " / ".join(f"{t:.2f}" for t in s["tau_per_seed"].values())
         seed_tau = f"{s['proxy_seed_tau']:.2f}" if s["proxy_seed_tau"] is not None else "-"
         print(f"| {s['setting']} | {s['describe']} | **{s['tau']:.2f}** | {per_seed} | {s['top3_recall']:.2f} | "
-              f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['wall_s_resnet18'] or 0:.1f} | {s['wall_s_mean']:.1f} |")
+              f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['train_images']:,} | {s['wall_s_resnet18'] or 0:.1f} | "
+              f"{s['wall_s_mean']:.1f} |")
     missing = [n for n in names if n not in {s["setting"] for s in summaries}]
     if missing:
         print(f"\nnot yet measured for every network: {', '.join(missing)}")
