@@ -30,7 +30,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 @pytest.mark.parametrize("url, shown", [
     ("postgresql://alice:s3cret@db:5432/nas", "postgresql://alice:***@db:5432/nas"),
     ("postgresql+psycopg2://alice:p%40ss@db/nas?sslmode=require", "postgresql+psycopg2://alice:***@db/nas?sslmode=require"),
-    ("postgresql://alice:pa@ss@db/nas", "postgresql://alice:***@db/nas"),
+    ("postgresql://alice:pa@ss@db/nas", "postgresql://***@db/nas"),  # an unencoded @: hide up to the last
     ("postgresql://alice@db/nas", "postgresql://alice@db/nas"),
     ("postgresql://db/nas", "postgresql://db/nas"),
     ("sqlite:///runs/x.db", "sqlite:///runs/x.db"),

@@ -32,7 +32,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import Diverged
-from snnas.search.storage import redact_text
+from snnas.redact import redact_text
 
 _logger = logging.getLogger(__name__)
 

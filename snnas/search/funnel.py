@@ -5,6 +5,7 @@ running the same command again continues where it stopped.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -106,6 +107,9 @@ class SearchOptions:
             raise SnnasError(f"--screen-keep: {self.screen_keep} is not in (0, 1]")
         if self.screen not in (None, "sahd", "gradstab"):
             raise SnnasError(f"--screen: {self.screen!r} is unknown; choose sahd or gradstab")
+        for path in (Path(self.out), self.run_dir):
+            if path.exists() and not path.is_dir():
+                raise SnnasError(f"--out {self.out}: {path} is a file, not a directory")
         self.fidelities()
 
 
@@ -198,23 +202,30 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     options.validate()
     fid1, fid2 = options.fidelities()
     run_dir = options.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    splits1 = load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
-                          train_per_class=fid1.train_per_class, val_per_class=fid1.val_per_class,
-                          cache_dir=options.cache_dir)
-    resolution = splits1.train.images.shape[-1]
-    space = load_space(options.space, resolution=resolution)
-    storage = open_storage(options.storage, run_dir / "study.db", heartbeat_interval=options.heartbeat_interval,
-                           grace_period=options.grace_period)
-    log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source})")
+    fresh = not run_dir.exists()
+    try:  # a search that cannot start leaves nothing behind (no empty runs/<study>/)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        splits1 = load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
+                              train_per_class=fid1.train_per_class, val_per_class=fid1.val_per_class,
+                              cache_dir=options.cache_dir)
+        resolution = splits1.train.images.shape[-1]
+        space = load_space(options.space, resolution=resolution)
+        storage = open_storage(options.storage, run_dir / "study.db", heartbeat_interval=options.heartbeat_interval,
+                               grace_period=options.grace_period)
+        log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source})")
 
-    directions = [OBJECTIVE_DIRECTIONS[o] for o in options.objectives]
-    study1 = create_study_once(storage, options.study_name, directions, make_sampler(options), make_pruner(options))
-    lock1 = study_lock(storage, study1.study_name)
-    for key, value in {"space": space.name, "space_source": space.source, "objectives": list(options.objectives),
-                       "fidelity_phase1": fid1.to_dict(), "fidelity_phase2": fid2.to_dict()}.items():
-        study1.set_user_attr(key, value)
-    added = enqueue_seeds(study1, space, lock1)
+        directions = [OBJECTIVE_DIRECTIONS[o] for o in options.objectives]
+        study1 = create_study_once(storage, options.study_name, directions, make_sampler(options),
+                                   make_pruner(options))
+        lock1 = study_lock(storage, study1.study_name)
+        for key, value in {"space": space.name, "space_source": space.source, "objectives": list(options.objectives),
+                           "fidelity_phase1": fid1.to_dict(), "fidelity_phase2": fid2.to_dict()}.items():
+            study1.set_user_attr(key, value)
+        added = enqueue_seeds(study1, space, lock1)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if added:
         log(f"enqueued {added} seed networks (the paper's DANets and baselines)")
     if options.create_only:

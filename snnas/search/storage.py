@@ -30,13 +30,14 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
-from urllib.parse import unquote, urlsplit
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
 
 from snnas.errors import StorageError
+from snnas.redact import redact_text, redact_url
 
 _logger = logging.getLogger(__name__)
 
@@ -51,43 +52,6 @@ _ADVISORY_LOCK_NAMESPACE = 0x736E6E61  # "snna": keeps our advisory locks apart 
 _USAGE = ("use sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DATABASE, journal:///PATH "
           "or a plain file path (SQLite)")
 _PG_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2"}
-# scheme://user:password@  — the password part may hold anything but whitespace and '/'.
-_URL_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s/]*)(?P<at>@)")
-
-
-# --------------------------------------------------------------------------------------------
-# Redaction
-# --------------------------------------------------------------------------------------------
-def redact_url(url: str | os.PathLike | None) -> str:
-    """The URL with its password replaced by ``***`` (user, host, port and database stay)."""
-    if url is None:
-        return ""
-    text = os.fspath(url)
-    if "://" not in text:
-        return text
-    scheme, rest = text.split("://", 1)
-    netloc_end = len(rest)
-    for sep in "/?#":
-        idx = rest.find(sep)
-        if idx != -1:
-            netloc_end = min(netloc_end, idx)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    if "@" not in netloc:
-        return text
-    userinfo, host = netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return text
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{tail}"
-
-
-def redact_text(text: str, *secrets: str | None) -> str:
-    """Text with every ``scheme://user:password@`` password and each given secret replaced by ***."""
-    out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}***{m.group('at')}", str(text))
-    for secret in secrets:
-        if secret and len(secret) >= 3:  # shorter strings would mangle ordinary words
-            out = out.replace(secret, "***")
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,21 +121,24 @@ def _sqlite_spec(path: Path, explicit: bool) -> StorageSpec:
 
 
 def _postgres_spec(text: str, display: str) -> StorageSpec:
+    """Parsed by SQLAlchemy, which opens the connection later: what is checked here is what is used."""
     rest = text.split("://", 1)[1]
+    url = "postgresql+psycopg2://" + rest
     try:
-        parts = urlsplit("postgresql://" + rest)
+        parts = make_url(url)
         port = parts.port
-    except ValueError as exc:
-        raise StorageError(f"storage {display}: malformed URL ({redact_text(str(exc))})") from None
-    if not parts.hostname:
+    except Exception as exc:  # noqa: BLE001 - ArgumentError, ValueError (bad port) and more
+        raise StorageError(f"storage {display}: malformed URL ({redact_text(str(exc).splitlines()[0][:200])})") from None
+    if "@" in (parts.host or "") or "@" in (parts.username or ""):
+        raise StorageError(f"storage {display}: the user or password holds an unencoded '@'; write it as %40 "
+                           "(or keep the password out of the URL: export PGPASSWORD=...)")
+    if not parts.host:
         raise StorageError(f"storage {display}: the URL names no host (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
-    database = unquote(parts.path.lstrip("/"))
-    if not database:
+    if not parts.database:
         raise StorageError(f"storage {display}: the URL names no database (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)")
-    return StorageSpec(kind="postgresql", url="postgresql+psycopg2://" + rest, display=display,
-                       host=parts.hostname, port=port or 5432, database=database,
-                       user=unquote(parts.username) if parts.username else None,
-                       password=unquote(parts.password) if parts.password is not None else None)
+    return StorageSpec(kind="postgresql", url=url, display=display, host=parts.host, port=port or 5432,
+                       database=parts.database, user=parts.username or None,
+                       password=parts.password if parts.password is not None else parts.query.get("password"))
 
 
 # --------------------------------------------------------------------------------------------
