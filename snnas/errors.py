@@ -7,6 +7,27 @@ their tracebacks.
 from __future__ import annotations
 
 
+EXCERPT_CHARS = 60  # an echoed value longer than this is cut (a 10 MB input must not come back whole)
+MESSAGE_CHARS = 600  # the one error line, at most
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to a readable length, saying how long it was."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails still deserves a message
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 3]}... ({len(text):,} characters)"
+
+
+def one_line(message: object, limit: int = MESSAGE_CHARS) -> str:
+    """An error message as one line of readable length (the command line's error line)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class SnnasError(Exception):
     """A user-facing error: bad input, bad file, bad configuration."""
 

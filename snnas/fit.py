@@ -22,8 +22,9 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from snnas.compiler import build_model, count_parameters, resolve_genotype
+from snnas.compiler.size import SizeEstimate, check_fits, estimate
 from snnas.data import AUGMENTS, BatchLoader, Splits, TensorSet
-from snnas.errors import DataError
+from snnas.errors import DataError, excerpt
 from snnas.genotype import Genotype
 from snnas.genotype.vocabulary import AUTO_STEM, STEMS, resolve_stem
 from snnas.metrics import count_ops, firing_rates
@@ -40,7 +41,7 @@ PROBE_IMAGES = 32  # SOPs and firing rates are measured on the first validation 
 
 def _bad(name: str, value: Any, allowed: str) -> TrainConfigError:
     flag = "--" + name.replace("_", "-")
-    return TrainConfigError(f"setting {name} ({flag}): {value!r} is not allowed; expected {allowed}")
+    return TrainConfigError(f"setting {name} ({flag}): {excerpt(value)} is not allowed; expected {allowed}")
 
 
 def _positive_ints(name: str, value: Any) -> tuple[int, ...]:
@@ -160,7 +161,7 @@ class GenotypeFit:
     """
 
     def __init__(self, genotype: Genotype | str, splits: Splits, settings: FitSettings, *,
-                 device: str | torch.device | None = None, num_workers: int = 0):
+                 device: str | torch.device | None = None, num_workers: int = 0, allow_large: bool = False):
         self.settings = settings
         self.splits = splits
         self.phases = settings.phases()
@@ -168,15 +169,26 @@ class GenotypeFit:
         self.device = torch.device(device) if device is not None else dist_utils.default_device(self.ctx)
         self.num_workers = num_workers
         self.genotype = built_genotype(genotype, settings, splits.resolution)
+        if not allow_large:
+            check_fits(self.size_estimate(), f"training {excerpt(self.genotype.to_str())}",
+                       _device_memory(self.device))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed)
             self.model = build_model(self.genotype, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                                     timesteps=self.phases[0].timesteps, width_mult=float(settings.width_mult))
+                                     timesteps=self.phases[0].timesteps, width_mult=float(settings.width_mult),
+                                     allow_large=allow_large)
         self.params = count_parameters(self.model)
         for phase in self.phases:
             if len(splits.train) < phase.config.batch_size:
                 raise DataError(f"the training split has {len(splits.train)} images, fewer than one batch of "
                                 f"{phase.config.batch_size}; lower the batch size")
+
+    def size_estimate(self) -> SizeEstimate:
+        """Memory of this training: the network's parameters and one batch's activations per process."""
+        batch = -(-max(p.config.batch_size for p in self.phases) // self.ctx.world_size)
+        return estimate(self.genotype, in_channels=self.splits.in_channels, num_classes=self.splits.num_classes,
+                        width_mult=float(self.settings.width_mult), resolution=self.splits.resolution,
+                        timesteps=max(p.timesteps for p in self.phases), batch_size=batch)
 
     @property
     def last_epoch(self) -> int:
@@ -226,6 +238,13 @@ class GenotypeFit:
                 "firing_rate": float(firing.overall),
                 "firing_by_stage": {k: round(v, 5) for k, v in firing.by_stage.items()},
                 "firing_rates": {k: round(v, 5) for k, v in firing.rates.items()}}
+
+
+def _device_memory(device: torch.device) -> int | None:
+    """The memory a training on ``device`` may use (None: this machine's)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device).total_memory
+    return None
 
 
 def fit_history(results: Sequence[FitResult]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import importlib
 import sys
 from typing import Any, Callable
 
-from snnas.errors import SnnasError
+from snnas.errors import SnnasError, one_line
 
 # Sub-command modules under snnas.cli; each defines register(subparsers) and sets `func`.
 COMMANDS = ("show", "inspect", "search", "export", "retrain", "study")
@@ -35,7 +35,7 @@ def run_guarded(func: Callable[..., int | None], *args: Any) -> int:
     try:
         return int(func(*args) or 0)
     except SnnasError as exc:
-        print(f"snnas: error: {exc}", file=sys.stderr)
+        print(f"snnas: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("snnas: interrupted", file=sys.stderr)

@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", action="store_true", help="also print every spiking layer")
     p.add_argument("--json", action="store_true", help="print JSON instead of the summary")
     p.add_argument("--plots", metavar="DIR", help="write PNG figures to DIR")
+    p.add_argument("--allow-large", action="store_true", help="build even when the weights would not fit in memory")
     p.set_defaults(func=run)
 
 
@@ -223,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
     profiles, results = {}, []
     for label, g in genotypes.items():
         print(f"inspecting {label} ...", file=sys.stderr, flush=True)
-        model = seeded_model(g, args.seed, num_classes=batch.num_classes, in_channels=batch.in_channels,
+        model = seeded_model(g, args.seed, allow_large=args.allow_large, num_classes=batch.num_classes,
+                             in_channels=batch.in_channels,
                              timesteps=args.timesteps, width_mult=args.width_mult)
         prof = profile(model, batch.x, bn_stats=args.bn_stats)
         profiles[label] = prof

@@ -58,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is much faster "
                    "on a machine busy with other work)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--allow-large", action="store_true", help="build and train even when the memory estimate says the network or batch would not fit")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars under OUT/<phase>/tb")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -153,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if ctx.is_main:
                 dist_utils.barrier()
-        fit = GenotypeFit(genotype, splits, settings, device=device, num_workers=args.workers)
+        fit = GenotypeFit(genotype, splits, settings, device=device, num_workers=args.workers,
+                          allow_large=args.allow_large)
         genotype, phases, params = fit.genotype, fit.phases, fit.params
         out = Path(args.out) if args.out else Path("runs", "retrain", f"{genotype.key}-{_slug(splits.spec)}")
 

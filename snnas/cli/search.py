@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="proxy", help="phase-1 training recipe (default proxy; see `retrain --help`)")
     p.add_argument("--recipe2", default=None, help="phase-2 training recipe (default: the phase-1 recipe)")
     p.add_argument("--device", default=None)
+    p.add_argument("--allow-large", action="store_true", help="build and train even when the memory estimate says the network or batch would not fit")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--heartbeat-interval", type=int, default=30, help="seconds between a worker's heartbeats")
     p.add_argument("--grace-period", type=int, default=120,
@@ -57,7 +58,7 @@ def options_from(args: argparse.Namespace):
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,
         train_per_class2=args.train_per_class2, val_per_class=args.val_per_class, width_mult=args.width_mult,
-        batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
+        batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, allow_large=args.allow_large, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
         heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, create_only=args.create_only)
 
 

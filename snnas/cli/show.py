@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--draw", metavar="FILE.png", help="draw the architecture to a PNG file")
     p.add_argument("--list", action="store_true", help="list the preset names")
+    p.add_argument("--allow-large", action="store_true", help="build even when the weights would not fit in memory")
     p.set_defaults(func=run)
 
 
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.spec is None:
         raise SnnasError("show: give a SPEC (preset name, genotype string or JSON file), or --list")
     g = resolve_genotype(args.spec)
-    model = build_model(g, num_classes=args.classes, in_channels=args.in_channels, width_mult=args.width_mult)
+    model = build_model(g, num_classes=args.classes, in_channels=args.in_channels, width_mult=args.width_mult,
+                        allow_large=args.allow_large)
     info = {"string": g.to_str(), "key": g.key, "canonical_key": g.canonical().key,
             "params": count_parameters(model), "stages": len(g.stages),
             "blocks": sum(s.depth for s in g.stages), "genotype": g.to_dict()}

@@ -6,7 +6,9 @@ from pathlib import Path
 import torch.nn as nn
 
 from snnas.compiler.network import SpikingNet
-from snnas.errors import GenotypeError
+from snnas.compiler.size import SizeEstimate, check_fits, estimate
+from snnas.errors import GenotypeError, excerpt
+from snnas.files import read_text
 from snnas.genotype import Genotype
 
 
@@ -17,30 +19,31 @@ def resolve_genotype(spec: "Genotype | str | Path") -> Genotype:
     if isinstance(spec, Genotype):
         return spec
     if isinstance(spec, Path) or (isinstance(spec, str) and spec.endswith(".json")):
-        path = Path(spec)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise GenotypeError(f"genotype file {str(path)!r}: cannot read it ({exc.strerror or exc})") from None
-        return Genotype.from_json(text)
+        return Genotype.from_json(read_text(spec, "genotype file", GenotypeError))
     if not isinstance(spec, str):
         raise GenotypeError(f"genotype: expected a preset name, genotype string or JSON path, got {type(spec).__name__}")
     if spec in PRESETS:
         return get_preset(spec)
     if "|" in spec:
         return Genotype.from_str(spec)
-    raise GenotypeError(f"genotype: {spec!r} is not a preset name, a genotype string or a .json file "
+    raise GenotypeError(f"genotype: {excerpt(spec)} is not a preset name, a genotype string or a .json file "
                         "(see `snnas show --list` for presets)")
 
 
 def build_model(spec: "Genotype | str | Path", num_classes: int = 1000, in_channels: int = 3, timesteps: int = 1,
-                width_mult: float = 1.0) -> SpikingNet:
+                width_mult: float = 1.0, allow_large: bool = False) -> SpikingNet:
+    """The network of a genotype; one whose weights alone would not fit in memory is refused with
+    a :class:`~snnas.compiler.size.SizeError` before anything is allocated (``allow_large`` skips it)."""
     g = resolve_genotype(spec)
     for name, value, lo in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1), ("timesteps", timesteps, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise GenotypeError(f"{name}: {value!r} is not allowed; expected an integer >= {lo}")
     if not isinstance(width_mult, (int, float)) or isinstance(width_mult, bool) or not 0 < width_mult <= 16:
         raise GenotypeError(f"width_mult: {width_mult!r} is not allowed; expected a number in (0, 16]")
+    if not allow_large:
+        weights = estimate(g, in_channels=in_channels, num_classes=num_classes, width_mult=float(width_mult),
+                           batch_size=0)
+        check_fits(SizeEstimate(weights.params, 0, copies=1), f"network {excerpt(g.to_str())}")
     return SpikingNet(g, num_classes=num_classes, in_channels=in_channels, timesteps=timesteps,
                       width_mult=float(width_mult))
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from snnas.errors import DataError
+from snnas.files import parse_json, read_text
 
 CACHE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -51,12 +52,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError(f"manifest not found: {path}") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read manifest {path}: {exc}") from exc
+    manifest = parse_json(read_text(path, "manifest", DataError), f"manifest {path}", DataError)
     if not isinstance(manifest, dict):
         raise DataError(f"manifest {path} is not a JSON object")
     missing = [key for key in MANIFEST_KEYS if key not in manifest]

@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from snnas.errors import GenotypeError
+from snnas.errors import GenotypeError, excerpt
+from snnas.files import parse_json
 from snnas.genotype import vocabulary as V
 from snnas.genotype.topology import Edge, StagePlan, TopologyError, check_wiring, plan_stage
 
 
 def _fail(path: str, value: Any, allowed: str) -> GenotypeError:
-    return GenotypeError(f"{path}: {value!r} is not allowed; expected {allowed}")
+    return GenotypeError(f"{path}: {excerpt(value)} is not allowed; expected {allowed}")
 
 
 def _check_choice(path: str, value: Any, choices) -> None:
@@ -229,11 +230,7 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Genotype":
-        try:
-            data = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise GenotypeError(f"genotype JSON: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "genotype JSON", GenotypeError))
 
     def to_str(self) -> str:
         from snnas.genotype.text import format_genotype

@@ -8,15 +8,19 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from snnas.compiler.size import check_fits, estimate
 from snnas.errors import SnnasError
-from snnas.fit import FitSettings
+from snnas.fit import FitSettings, built_genotype
+from snnas.presets import get_preset
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
+from snnas.search.leaderboard import summarize
 from snnas.search.objective import GENOTYPE_ATTR, Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
 from snnas.search.storage import create_study_once, describe_storage, open_storage, quiet_experimental, study_lock
@@ -62,6 +66,7 @@ class SearchOptions:
     batch_size: int = 64
     recipe: str = "proxy"
     recipe2: str | None = None  # default: the phase-1 recipe
+    allow_large: bool = False  # skip the memory check of the space's networks
     device: str | None = None
     progress: bool = True
     cache_dir: str | None = None
@@ -132,6 +137,30 @@ def make_pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
     if len(options.objectives) > 1:  # Optuna's pruners are single-objective only
         return optuna.pruners.NopPruner()
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=options.epochs, reduction_factor=3)
+
+
+SIZE_CHECK_NETWORKS = 1000  # a space's uniform networks checked before the first trial, at most
+
+
+def check_space_fits(space: Space, fidelities: Sequence[Fidelity], splits, device: str | None) -> None:
+    """Refuse a search whose networks would not fit in memory before any trial starts: every seed
+    and every uniform network of the space (one choice per gene) at each phase's batch, T and width."""
+    candidates = [g for _, g in space.uniform()[:SIZE_CHECK_NETWORKS]]
+    candidates += [get_preset(name).replace(stem=space.context.stem, neuron=space.context.neuron)
+                   for name, _ in space.seeds()]
+    limit = None
+    if device is not None and device.startswith("cuda") and torch.cuda.is_available():
+        limit = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    for fid in fidelities:
+        phases = fid.fit.phases()
+        batch, timesteps = max(p.config.batch_size for p in phases), max(p.timesteps for p in phases)
+        sizes = [(estimate(built_genotype(g, fid.fit, splits.resolution), in_channels=splits.in_channels,
+                           num_classes=splits.num_classes, width_mult=float(fid.fit.width_mult),
+                           resolution=fid.resolution or splits.resolution, timesteps=timesteps, batch_size=batch), g)
+                 for g in candidates]
+        size, g = max(sizes, key=lambda sg: sg[0].total_bytes)
+        check_fits(size, f"{fid.phase} of this search ({space.name}'s largest network, {summarize(g.to_str())}, "
+                   f"batch {batch}, T={timesteps})", limit)
 
 
 def enqueue_seeds(study: optuna.Study, space: Space, lock) -> int:
@@ -210,6 +239,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                               cache_dir=options.cache_dir)
         resolution = splits1.train.images.shape[-1]
         space = load_space(options.space, resolution=resolution)
+        if not options.allow_large:
+            check_space_fits(space, (fid1, fid2), splits1, options.device)
         storage = open_storage(options.storage, run_dir / "study.db", heartbeat_interval=options.heartbeat_interval,
                                grace_period=options.grace_period)
         log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source})")
@@ -236,7 +267,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
 
     screen = Screen(options.screen, options.screen_keep) if options.screen else None
     objective1 = SearchObjective(space, fid1, splits1, run_dir, Dedupe(study1, lock1), options.objectives,
-                                 options.max_sops, screen, options.device, progress=False, log=log)
+                                 options.max_sops, screen, options.device, progress=False, log=log,
+                                 allow_large=options.allow_large)
     with ProgressDisplay("phase 1", options.trials, study1, enabled=options.progress) as bar:
         run_worker(study1, objective1, storage=storage, budget=options.trials, lock=lock1, callbacks=[bar.update, FailureStreak()],
                    timeout_s=options.timeout_s)
@@ -253,7 +285,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                           train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class,
                           cache_dir=options.cache_dir)
     objective2 = SearchObjective(None, fid2, splits2, run_dir, Dedupe(study2, lock2), ("acc",), None, None,
-                                 options.device, progress=False, log=log)
+                                 options.device, progress=False, log=log, allow_large=options.allow_large)
     budget2 = len({t.user_attrs.get("promoted_key") for t in study2.get_trials(deepcopy=False)} - {None})
     with ProgressDisplay("phase 2", budget2, study2, enabled=options.progress) as bar:
         run_worker(study2, objective2, storage=storage, budget=budget2, lock=lock2,

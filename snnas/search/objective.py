@@ -88,6 +88,7 @@ class SearchObjective:
     screen: Screen | None = None
     device: str | None = None
     progress: bool = False
+    allow_large: bool = False
     log: Callable[[str], None] = field(default=lambda msg: None)
 
     @property
@@ -116,7 +117,7 @@ class SearchObjective:
             self.log(f"trial {trial.number}: {canonical.key} already evaluated at this fidelity; reusing")
             return earlier
 
-        fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device)
+        fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device, allow_large=self.allow_large)
         trial.set_user_attr("params", fit.params)
         is_seed = trial.user_attrs.get("seed_preset") is not None
         if self.screen is not None and not is_seed:

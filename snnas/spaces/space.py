@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snnas.errors import GenotypeError, SpaceError
+from snnas.errors import GenotypeError, SpaceError, excerpt
+from snnas.files import read_text
 from snnas.genotype import Genotype, Neuron
 from snnas.genotype.vocabulary import (AUTO_STEM, BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS,
                                        STEMS, resolve_stem)
@@ -93,19 +94,21 @@ class Space:
 
 
 class _UniformTrial:
-    """A trial that answers every per-stage copy of a gene (``s2.block``) with the gene's one value."""
+    """A trial that answers every per-stage copy of a gene (``s2.block``) with the gene's one value;
+    parameters that are no gene of their own (the wiring space's optional edges) take their first
+    choice (no extra edge)."""
 
     def __init__(self, choice: dict[str, str]):
         self.choice, self.params = choice, {}
 
     def suggest_categorical(self, name: str, choices: Any) -> str:
-        value = self.choice[name.split(".", 1)[-1]]
+        value = self.choice.get(name.split(".", 1)[-1], list(choices)[0])
         self.params[name] = value
         return value
 
 
 def _err(source: str, key: str, value: Any, allowed: str) -> SpaceError:
-    return SpaceError(f"space file {source}: {key} = {value!r} is not allowed; expected {allowed}")
+    return SpaceError(f"space file {source}: {key} = {excerpt(value)} is not allowed; expected {allowed}")
 
 
 def resolve_space_path(name_or_path: str) -> Path:
@@ -129,10 +132,11 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     """Load and validate a space; ``resolution`` resolves ``stem = "auto"``."""
     path = resolve_space_path(name_or_path)
     source = str(path)
+    text = read_text(path, "space file", SpaceError)
     try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpaceError(f"space file {source}: cannot read it ({exc})") from None
+        doc = tomllib.loads(text)
+    except RecursionError:
+        raise SpaceError(f"space file {source}: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"space file {source}: not valid TOML ({exc})") from None
     for key in doc:
@@ -142,7 +146,7 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     if not isinstance(name, str) or not name:
         raise _err(source, "name", name, "a non-empty string")
     builder = doc.get("builder")
-    if builder not in BUILDERS:
+    if not isinstance(builder, str) or builder not in BUILDERS:
         raise _err(source, "builder", builder, "one of " + ", ".join(sorted(BUILDERS)))
     fixed = doc.get("fixed", {})
     if not isinstance(fixed, dict):
@@ -185,7 +189,7 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     if missing:
         raise _err(source, f"genes.{missing[0]}", None, "a list of choices (builder "
                    f"{builder!r} needs {', '.join(sorted(allowed_genes))})")
-    if not isinstance(per_stage, list) or any(p not in genes for p in per_stage):
+    if not isinstance(per_stage, list) or any(not isinstance(p, str) or p not in genes for p in per_stage):
         raise _err(source, "genes.per_stage", per_stage, "a list of gene names from this file")
     if builder == "wiring" and "block" in genes:
         for c in genes["block"]:
@@ -194,8 +198,9 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
 
     seeds_doc = doc.get("seeds", {})
     presets = seeds_doc.get("presets", []) if isinstance(seeds_doc, dict) else seeds_doc
-    if not isinstance(presets, list) or any(p not in PRESETS for p in presets):
-        bad = next((p for p in presets if p not in PRESETS), presets) if isinstance(presets, list) else presets
+    known = lambda p: isinstance(p, str) and p in PRESETS  # noqa: E731
+    if not isinstance(presets, list) or not all(known(p) for p in presets):
+        bad = next((p for p in presets if not known(p)), presets) if isinstance(presets, list) else presets
         raise _err(source, "seeds.presets", bad, "a list of preset names (see `snnas show --list`)")
     space = Space(name=name, description=str(doc.get("description", "")), builder=builder,
                   context=SpaceContext(genes=genes, per_stage=frozenset(per_stage), neuron=neuron, stem=stem),

@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from snnas.errors import SnnasError
+from snnas.errors import SnnasError, excerpt
 
 SCHEDULES = ("cosine", "step")
 
@@ -19,7 +19,7 @@ class TrainConfigError(SnnasError, ValueError):
 
 
 def _bad(name: str, value: Any, allowed: str) -> TrainConfigError:
-    return TrainConfigError(f"training setting {name}: {value!r} is not allowed; expected {allowed}")
+    return TrainConfigError(f"training setting {name}: {excerpt(value)} is not allowed; expected {allowed}")
 
 
 def _is_int(value: Any) -> bool:
