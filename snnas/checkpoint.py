@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,23 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # refused globals, corrupt zip, truncated file, not a torch file at all
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        refused = next((line for line in lines if "Unsupported global" in line), None)
-        if isinstance(exc, pickle.UnpicklingError) and refused is not None:
-            what = refused.split(" was not")[0]
+        # torch's own text advises weights_only=False (running the file's code): never pass that on
+        lines = [line.strip() for line in str(exc).splitlines()
+                 if line.strip() and "weights_only" not in line]
+        if isinstance(exc, pickle.UnpicklingError):
+            detail = next((line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line), "")
+            what = detail.split(" was not")[0]
             for noise in ("WeightsUnpickler error: ", "Unsupported global: "):
                 what = what.replace(noise, "")
-            raise CheckpointError(f"{path}: refused, the file holds pickled objects that are not plain weights "
-                                  f"({what})") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{lines[0] if lines else 'no detail'})") from None
+            raise CheckpointError(f"{path}: refused, the file holds pickled objects that are not plain weights"
+                                  + (f" ({what[:120]})" if what else "") + "; snnas never runs code from a file"
+                                  ) from None
+        first = lines[0].split(". ")[0] if lines else "no detail"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first[:160]})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dictionary of weights and settings, found {type(payload).__name__}")
     return payload

@@ -12,6 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from snnas.errors import SnnasError
+
+
+class OutputError(SnnasError, OSError):
+    """A file that cannot be written where the user asked for it."""
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -29,8 +35,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
     ``path``. Creates missing parent folders; on any failure the temporary file is removed and
     ``path`` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -88,3 +97,43 @@ def parse_json(text: str | bytes, what: str, error: type[Exception]) -> Any:
         raise error(f"{what}: not UTF-8 text (byte {exc.start:,})") from None
     except (ValueError, TypeError) as exc:
         raise error(f"{what}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _check_can_make(folder: Path, flag: str, shown: Path, error: type[Exception]) -> None:
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise error(f"{flag} {shown}: {base} is a file, so no folder can be made there")
+    try:  # a real write: permission bits say little to root, or on a read-only or virtual file system
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise error(f"{flag} {shown}: cannot write in {base} ({exc.strerror or type(exc).__name__})") from None
+
+
+def check_output_dir(path: str | os.PathLike, flag: str, error: type[Exception]) -> Path:
+    """Refuse, before any work, an output folder that cannot be one: an existing file, or a place
+    that cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise error(f"{flag} {path}: is a file, not a folder")
+    _check_can_make(path, flag, path, error)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str, error: type[Exception]) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder, or a place that
+    cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{flag} {path}: is a folder, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise error(f"{flag} {path}: is not writable")
+    _check_can_make(path.parent, flag, path, error)
+    return path

@@ -188,3 +188,16 @@ def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig):
         retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
         assert retried and retried[0].params == study.trials[number].params
     assert _study(tmp_path, "resume.phase2").get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_a_reused_result_carries_its_energy_constraint(tmp_path, tiny_space, cache_dir):
+    fid = _fidelity()
+    splits = load_splits(fid.data, resolution=16, train_per_class=16, val_per_class=8, cache_dir=cache_dir)
+    study = optuna.create_study(direction="maximize")
+    objective = SearchObjective(load_space(str(tiny_space)), fid, splits, tmp_path, Dedupe(study), max_sops=1.0)
+    for _ in range(2):  # the same network twice: the second trial reuses the first's result
+        study.enqueue_trial({"depth": "18", "block": "sew", "connect": "chain"})
+    study.optimize(objective, n_trials=2)
+    first, second = study.trials
+    assert second.user_attrs["dedupe_of"] == first.number
+    assert first.constraints == second.constraints and second.constraints["sops"] > 0  # infeasible, like its source

@@ -16,8 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from snnas.errors import SnnasError
+    from snnas.files import check_output_dir
     from snnas.search.export import export_network, open_search
 
+    check_output_dir(args.out, "--out", SnnasError)
     searches = open_search(args.study, args.storage, args.runs)
     result = export_network(searches, args.rank, args.out)
     row = result.row

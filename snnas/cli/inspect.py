@@ -213,8 +213,12 @@ def _plots(directory: str, profiles: dict[str, Any], genotypes: dict[str, Any]) 
 
 def run(args: argparse.Namespace) -> int:
     from snnas.compiler import resolve_genotype
+    from snnas.errors import SnnasError
+    from snnas.files import check_output_dir
     from snnas.metrics import profile
 
+    if args.plots:
+        check_output_dir(args.plots, "--plots", SnnasError)
     taken: set[str] = set()
     genotypes = {}
     for spec in args.specs:  # every SPEC is checked before any work starts

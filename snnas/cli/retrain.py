@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from snnas.errors import SnnasError
-from snnas.files import atomic_write_json
+from snnas.files import atomic_write_json, check_output_dir
 from snnas.fit import FitSettings
 from snnas.genotype.vocabulary import AUTO_STEM, SMALL_IMAGE_MAX_PX, STEMS
 
@@ -112,6 +112,8 @@ def fit_settings(args: argparse.Namespace) -> FitSettings:
         value = getattr(args, name)
         if value is not None and value < low:
             raise SnnasError(f"--{name.replace('_', '-')} {value}: expected an integer >= {low}")
+    if args.out:
+        check_output_dir(args.out, "--out", SnnasError)
     epochs = _int_list(args.epochs, "epochs")
     timesteps = _int_list(args.timesteps, "timesteps")
     return FitSettings(recipe=args.recipe, epochs=tuple(epochs) if epochs else None,
@@ -169,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"retrain {genotype.to_str()} ({genotype.key}) on {splits!r}, {params:,} params, "
                   f"{len(phases)} phase(s) T={[p.timesteps for p in phases]}, world size {ctx.world_size}, "
                   f"{device} -> {out}", flush=True)
+        if args.resume and ctx.is_main and not any(out.glob("phase*/checkpoint.pt")):
+            print(f"--resume: no checkpoint in {out}; training from the start", flush=True)
         results = fit.run(out_dir=out, callbacks=[PrintEpoch()], resume=args.resume, progress=not args.no_progress,
                           tensorboard=args.tensorboard)
         test_set = splits.test if args.test_per_class is None else _first_per_class(splits.test, args.test_per_class)

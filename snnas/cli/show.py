@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from snnas.compiler import build_model, count_parameters, resolve_genotype
     from snnas.errors import SnnasError
+    from snnas.files import check_output_file
     from snnas.presets import list_presets
 
     if args.list:
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.spec is None:
         raise SnnasError("show: give a SPEC (preset name, genotype string or JSON file), or --list")
+    if args.draw:
+        check_output_file(args.draw, "--draw", SnnasError)
     g = resolve_genotype(args.spec)
     model = build_model(g, num_classes=args.classes, in_channels=args.in_channels, width_mult=args.width_mult,
                         allow_large=args.allow_large)

@@ -115,6 +115,7 @@ class SearchObjective:
         earlier = self.dedupe.claim(trial, canonical.key, fid.key)
         if earlier is not None:
             self.log(f"trial {trial.number}: {canonical.key} already evaluated at this fidelity; reusing")
+            self._constrain(trial)  # a reused network breaks the energy limit just as its first evaluation did
             return earlier
 
         fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device, allow_large=self.allow_large)
@@ -141,10 +142,14 @@ class SearchObjective:
         trial.set_user_attr("val_acc", float(val_acc))
         self._save(trial, fit.model, canonical, float(val_acc))
         sops = trial.user_attrs["sops"]
-        if self.max_sops is not None:
-            trial.set_constraint("sops", sops - self.max_sops)
+        self._constrain(trial)
         values = {"acc": float(val_acc), "sops": float(sops), "energy": float(trial.user_attrs["energy_mj"])}
         return [values[o] for o in self.objectives] if self.multi_objective else values[self.objectives[0]]
+
+    def _constrain(self, trial: optuna.Trial) -> None:
+        """``--max-sops`` as Optuna's constraint (feasible at <= 0), from the trial's measured SOPs."""
+        if self.max_sops is not None and isinstance(trial.user_attrs.get("sops"), (int, float)):
+            trial.set_constraint("sops", float(trial.user_attrs["sops"]) - self.max_sops)
 
     def _screen(self, trial: optuna.Trial, model: torch.nn.Module, probe: torch.Tensor) -> None:
         attr = f"screen_{self.screen.metric}"
