@@ -201,3 +201,48 @@ def test_a_reused_result_carries_its_energy_constraint(tmp_path, tiny_space, cac
     first, second = study.trials
     assert second.user_attrs["dedupe_of"] == first.number
     assert first.constraints == second.constraints and second.constraints["sops"] > 0  # infeasible, like its source
+
+
+def _wait_for_epoch_of_running_trial(tmp_path, name, proc, timeout=300):
+    """Until a running trial has reported (so checkpointed) at least one epoch."""
+    db = tmp_path / "runs" / name / "study.db"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"search ended early: {proc.stdout.read()}")
+        if db.exists():
+            try:
+                running = _study(tmp_path, name).get_trials(states=(TrialState.RUNNING,))
+                if any(t.intermediate_values for t in running):
+                    return
+            except Exception:  # the study may not exist yet
+                pass
+        time.sleep(0.1)
+    pytest.fail("no trial reported an epoch in time")
+
+
+def test_a_killed_workers_trial_is_retried_first_at_once_and_resumes(tmp_path, cache_dir):
+    """Default heartbeat and grace period (30 s / 120 s): the rerun must not wait them out."""
+    args = ["--space", "dense_additive", "--study", "killed", "--trials", "4", "--promote", "0", "--epochs", "3"]
+    proc = _search(args, tmp_path, cache_dir, start_new_session=True)
+    _wait_for_epoch_of_running_trial(tmp_path, "killed", proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    study = _study(tmp_path, "killed")
+    (dead,) = study.get_trials(states=(TrialState.RUNNING,))
+    waiting_before = [t.number for t in study.get_trials(states=(TrialState.WAITING,))]
+    assert waiting_before  # seeds still queued ahead of any retry by number
+
+    started = time.monotonic()
+    rerun = _search(args, tmp_path, cache_dir)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert time.monotonic() - started < 120  # not one grace period
+    assert f"trial {dead.number} was running in process" in out and "retrying it now" in out
+    study = _study(tmp_path, "killed")
+    assert study.trials[dead.number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.user_attrs.get("resumed_from_epoch", 0) >= 1  # from the dead trial's checkpoint
+    others = [t for t in study.trials if t.number in waiting_before and t.datetime_start is not None]
+    assert all(retry.datetime_start <= t.datetime_start for t in others)  # before every queued trial

@@ -9,6 +9,7 @@ import importlib
 import sys
 from typing import Any, Callable
 
+from snnas.argparsing import OneLineParser
 from snnas.errors import SnnasError, one_line
 
 # Sub-command modules under snnas.cli; each defines register(subparsers) and sets `func`.
@@ -16,7 +17,7 @@ COMMANDS = ("show", "inspect", "search", "export", "retrain", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snnas", description="Architecture search over spiking-network topologies.")
+    parser = OneLineParser(prog="snnas", description="Architecture search over spiking-network topologies.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:

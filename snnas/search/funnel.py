@@ -270,8 +270,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                                  options.max_sops, screen, options.device, progress=False, log=log,
                                  allow_large=options.allow_large)
     with ProgressDisplay("phase 1", options.trials, study1, enabled=options.progress) as bar:
-        run_worker(study1, objective1, storage=storage, budget=options.trials, lock=lock1, callbacks=[bar.update, FailureStreak()],
-                   timeout_s=options.timeout_s)
+        run_worker(study1, objective1, storage=storage, budget=options.trials, lock=lock1,
+                   callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
     result = SearchResult(study1, None)
     if options.promote == 0 or not ranked(study1):
         return result
@@ -289,7 +289,6 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     budget2 = len({t.user_attrs.get("promoted_key") for t in study2.get_trials(deepcopy=False)} - {None})
     with ProgressDisplay("phase 2", budget2, study2, enabled=options.progress) as bar:
         run_worker(study2, objective2, storage=storage, budget=budget2, lock=lock2,
-                   callbacks=[bar.update, FailureStreak()],
-                   timeout_s=options.timeout_s)
+                   callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
     result.phase2 = study2
     return result

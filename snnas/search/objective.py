@@ -128,6 +128,8 @@ class SearchObjective:
         work_dir = self.run_dir / "trials" / f"{canonical.key}-{fid.phase}"
         results = fit.run(out_dir=work_dir, callbacks=[reporter], resume=True, progress=self.progress)
         history = fit_history(results)
+        if results and results[0].resumed_from:
+            trial.set_user_attr("resumed_from_epoch", results[0].resumed_from)
         last = history[-1] if history else {}
         val_acc = last.get("val_acc")
         for name, value in fit.measure().items():

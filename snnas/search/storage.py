@@ -16,7 +16,6 @@ Command line: ``python -m snnas.search.storage --check URL`` reports whether a U
 from __future__ import annotations
 
 import abc
-import argparse
 import contextlib
 import fcntl
 import logging
@@ -36,6 +35,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
+from snnas.argparsing import OneLineParser
 from snnas.errors import StorageError
 from snnas.redact import redact_text, redact_url
 
@@ -553,7 +553,7 @@ def quiet_experimental() -> Iterator[None]:
 # Command line
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m snnas.search.storage",
+    parser = OneLineParser(prog="python -m snnas.search.storage",
                                      description="Check that a study storage URL is usable.")
     parser.add_argument("--check", metavar="URL", required=True,
                         help="storage URL: sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB, journal:///PATH")

@@ -18,10 +18,10 @@ check a storage and measure worker throughput before spending GPU hours on it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -35,6 +35,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from snnas.argparsing import OneLineParser
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json
 from snnas.search.dedupe import Dedupe
@@ -127,7 +128,75 @@ def _count(study: optuna.Study) -> tuple[int, int]:
     return finished, len(trials) - finished
 
 
+WORKER_ATTR = "snnas_worker"  # system attr: the process running a trial (host, pid, its start time)
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (tells a live process from a reused pid), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _is_dead_here(worker: Any) -> bool:
+    """Whether ``worker`` ran on this machine in a process that no longer exists."""
+    if not isinstance(worker, dict) or worker.get("host") != socket.gethostname():
+        return False
+    pid = worker.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    start = _process_start(pid)
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return worker.get("start") is not None and start != worker["start"]  # the pid now names another process
+
+
+def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _logger.warning) -> list[int]:
+    """Fail (and, through the storage's retry callback, re-queue) the RUNNING trials whose worker
+    ran on this machine and is gone: no need to wait out the heartbeat's grace period for them."""
+    storage = study._storage
+    callback = getattr(storage, "get_failed_trial_callback", lambda: None)()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.system_attrs.get(WORKER_ATTR)
+        if not _is_dead_here(worker):
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        failed.append(t.number)
+        log(f"trial {t.number} was running in process {worker['pid']} on this machine, which is gone; "
+            "retrying it now (from its last checkpoint)")
+        if callback is not None:  # re-queues it, as a stale heartbeat would
+            callback(study, storage.get_trial(t._trial_id))
+    return failed
+
+
 def _ask(study: optuna.Study) -> optuna.Trial:
+    """The next trial: a retry of a failed trial before anything else queued, then Optuna's order."""
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.system_attrs.get("failed_trial") is None:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
     with warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
@@ -138,7 +207,8 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                budget: int, lock: StudyLock | None = None,
                catch: Sequence[type[Exception]] = FAILURE_CATCH,
                callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-               timeout_s: float | None = None, poll_s: float = 0.5) -> WorkerSummary:
+               timeout_s: float | None = None, poll_s: float = 0.5,
+               log: Callable[[str], None] = _logger.warning) -> WorkerSummary:
     """Run trials of ``study`` until it holds ``budget`` COMPLETE + PRUNED trials.
 
     Enqueued (WAITING) trials are taken first, as Optuna's ``ask`` does, and count like any
@@ -164,6 +234,7 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
             summary.lock_wait_s += acquired - asked
             try:
                 if interval:
+                    fail_dead_local_trials(study, log)
                     with quiet_experimental():
                         optuna.storages.fail_stale_trials(study)
                 finished, running = _count(study)
@@ -194,6 +265,7 @@ def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, r
     value: Any = None
     state: TrialState | None = None
     error: BaseException | None = None
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, this_worker())
     with _Heartbeat(storage, trial._trial_id, interval):
         try:
             value = run(trial)
@@ -306,7 +378,7 @@ def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m snnas.search.workers",
         description="Run one worker of the synthetic objective on a shared study (storage check and throughput).")
     parser.add_argument("--storage", required=True, help="sqlite:///PATH, postgresql://..., journal:///PATH")
