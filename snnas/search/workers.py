@@ -167,7 +167,7 @@ def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _lo
     """Fail (and, through the storage's retry callback, re-queue) the RUNNING trials whose worker
     ran on this machine and is gone: no need to wait out the heartbeat's grace period for them."""
     storage = study._storage
-    callback = getattr(storage, "get_failed_trial_callback", lambda: None)()
+    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(WORKER_ATTR)

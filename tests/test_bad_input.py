@@ -1,0 +1,127 @@
+"""Every class of bad input a clumsy user tried ends as one line and exit 2, before any work starts."""
+from __future__ import annotations
+
+import io
+import pickle
+from contextlib import redirect_stderr, redirect_stdout
+
+import pytest
+import torch
+
+from snnas.checkpoint import load_model, save_model
+from snnas.cli import main
+from snnas.compiler import build_model
+from snnas.compiler.size import SizeError
+from snnas.data import FASHION_DEFAULT_DIR
+from snnas.errors import SnnasError
+from snnas.spaces import load_space
+
+needs_fashion = pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
+TINY_SEARCH = ["--data", "fashion-2", "--resolution", "16", "--train-per-class", "8", "--val-per-class", "2",
+               "--no-progress"]
+
+
+def run_cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line(code, out, err, *needles):
+    assert code == 2, (code, out, err)
+    assert err.startswith("snnas: error:") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+@needs_fashion
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--batch-size", "0", "batch_size"), ("--width-mult", "-1", "--width-mult"), ("--epochs", "0", "--epochs"),
+    ("--recipe", "fast", "unknown recipe"), ("--recipe2", "fast", "unknown recipe"),
+])
+def test_search_settings_fail_before_any_trial(tmp_path, flag, value, needle):
+    one_line(*run_cli(["search", *TINY_SEARCH, "--out", str(tmp_path / "runs"), flag, value]), needle)
+    assert not (tmp_path / "runs").exists()  # no study, no empty run directory
+
+
+@needs_fashion
+def test_search_and_retrain_refuse_an_output_that_is_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    one_line(*run_cli(["search", *TINY_SEARCH, "--out", str(target)]), "is a file")
+    one_line(*run_cli(["retrain", "--genotype", "danet_a_resnet18", "--data", "fashion-2", "--out", str(target)]),
+             "--out", "is a file")
+    assert target.read_text() == "keep me"
+
+
+def test_drawings_and_plots_onto_folders_or_unwritable_places(tmp_path):
+    one_line(*run_cli(["show", "danet_a_resnet18", "--draw", str(tmp_path)]), "--draw", "is a folder")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    one_line(*run_cli(["show", "danet_a_resnet18", "--draw", str(blocker / "a.png")]), "is a file")
+    one_line(*run_cli(["inspect", "danet_a_resnet18", "--plots", str(blocker)]), "--plots", "is a file")
+    one_line(*run_cli(["inspect", "danet_a_resnet18", "--plots", "/proc/snnas-plots"]), "--plots", "cannot write")
+
+
+def test_sizes_that_ask_for_gigabytes_are_refused_with_a_way_out():
+    huge = "if|half64|basic.pa_a.65536x4.s1.chain"
+    with pytest.raises(SizeError, match="--allow-large"):
+        build_model(huge, num_classes=10)
+    one_line(*run_cli(["show", huge]), "GiB", "--allow-large")
+    assert build_model("if|half64|basic.pa_a.64x2.s1.chain", num_classes=10) is not None
+
+
+def test_space_file_with_a_list_where_a_name_belongs(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('builder = ["resnet_stages"]\n[genes]\ndepth = ["18"]\n')
+    with pytest.raises(SnnasError, match="builder"):
+        load_space(str(path))
+    path.write_text('builder = "resnet_stages"\n[genes]\ndepth = ["18"]\nblock = ["sew"]\nconnect = ["chain"]\n'
+                    'per_stage = [["block"]]\n')
+    with pytest.raises(SnnasError, match="per_stage"):
+        load_space(str(path))
+
+
+def test_genotype_files_with_bad_bytes_or_nesting(tmp_path):
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"format": 1, "stem": "caf\u00e9"}'.encode("latin-1"))
+    one_line(*run_cli(["show", str(latin)]), "not UTF-8")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    one_line(*run_cli(["show", str(deep)]), "nested too deeply")
+
+
+def test_a_model_file_with_a_deeply_nested_genotype(tmp_path):
+    model = build_model("if|small8|basic.pa_a.8x2.s1.chain", num_classes=2)
+    path = save_model(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    payload["genotype"] = "[" * 100_000 + "]" * 100_000
+    torch.save(payload, path)
+    with pytest.raises(SnnasError, match="nested too deeply"):
+        load_model(path)
+
+
+def test_a_pickled_checkpoint_is_refused_without_torchs_advice(tmp_path):
+    class Gadget:
+        def __reduce__(self):
+            return (print, ("ran code from a file",))
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"model": Gadget()}))
+    with pytest.raises(SnnasError) as caught:
+        load_model(path)
+    assert "refused" in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+@needs_fashion
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    code, out, err = run_cli(["retrain", "--genotype", "if|small8|basic.pa_a.8x1.s1.chain", "--data", "fashion-2",
+                              "--resolution", "16", "--train-per-class", "16", "--val-per-class", "2",
+                              "--test-per-class", "2", "--epochs", "1", "--batch-size", "16", "--width-mult", "0.5",
+                              "--resume", "--no-progress", "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    assert "--resume: no checkpoint in" in out
