@@ -31,6 +31,7 @@ from benchlib import SharedResults, work_through
 from snnas.cli import run_guarded
 from snnas.data import load_splits
 from snnas.errors import SnnasError
+from snnas.files import atomic_write_json, parse_json, read_text
 from snnas.fit import FitSettings, GenotypeFit, val_curve
 from snnas.groundtruth import Table, kendall_tau, pairwise_taus, top_k_recall
 from snnas.plots.files import plt, save_png
@@ -87,6 +88,7 @@ SWEEP = (
     ProxySetting("10s-f10-lr0.8", 10, "fashion-10", 600, 3, lr_per_256=0.8),
     ProxySetting("10s-f10-wu0.2", 10, "fashion-10", 600, 3, warmup_epochs=0.2),
     ProxySetting("10s-f10-crop", 10, "fashion-10", 600, 3, augment="crop_flip"),
+    ProxySetting("10s-f10-e2", 10, "fashion-10", 900, 2, lr_per_256=0.8),
     ProxySetting("20s-f10", 20, "fashion-10", 1200, 3),
     ProxySetting("20s-f5", 20, "fashion-5", 2400, 3),
 )
@@ -105,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--calibrate", action="store_true",
+                   help="time one DANet-A ResNet-18 trial of each setting with this process alone on the machine "
+                   "(the sweep's own wall times depend on what else ran); writes <out>_calibration.json")
     return p.parse_args(argv)
 
 
@@ -117,14 +122,16 @@ def run_proxy(setting: ProxySetting, net: dict[str, Any], seed: int, width_mult:
         raise SnnasError(f"{net['genotype']} builds {fit.genotype.key} here, not the table's {net['key']}")
     results = fit.run()
     curve = val_curve(results)
-    return {"setting": setting.name, "key": net["key"], "seed": seed, "val_acc": curve[-1], "val_curve": curve,
+    return {"setting": setting.name, "describe": setting.describe(), "key": net["key"], "seed": seed,
+            "val_acc": curve[-1], "val_curve": curve,
             "wall_s": round(time.monotonic() - started, 2), "depth": net.get("depth"),
             "threads": torch.get_num_threads(), "classes": splits.num_classes}
 
 
 def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -> dict[str, Any] | None:
     truth = table.mean_acc()
-    mine = [r for r in runs if r["setting"] == setting.name and r["key"] in truth]
+    mine = [r for r in runs if r["setting"] == setting.name and r["key"] in truth
+            and r.get("describe", setting.describe()) == setting.describe()]  # never a run of an older definition
     per_seed: dict[int, dict[str, float]] = {}
     for r in mine:
         per_seed.setdefault(r["seed"], {})[r["key"]] = r["val_acc"]
@@ -170,26 +177,51 @@ def plot(summaries: list[dict[str, Any]], table_tau: float, path: Path) -> Path:
     return save_png(fig, path)
 
 
-def report(runs: list[dict[str, Any]], table: Table, names: list[str], plot_path: Path) -> list[dict[str, Any]]:
+def report(runs: list[dict[str, Any]], table: Table, names: list[str], plot_path: Path,
+           calibration: dict[str, float] | None = None) -> list[dict[str, Any]]:
     table_tau = table.seed_tau()
     summaries = [s for s in (summarize(SETTINGS[n], runs, table) for n in names) if s is not None]
+    for s in summaries:
+        s["calibrated_wall_s"] = (calibration or {}).get(s["setting"])
     print(f"\nagainst {table.path}: {len(table.mean_acc())} networks, table seed-to-seed tau {table_tau:.3f} "
           f"(taus {', '.join(f'{a}-{b}: {t:.3f}' for (a, b), t in table.seed_taus().items())})")
     print("\n| setting | proxy | tau vs table | tau per seed | top-3 recall | proxy seed-to-seed tau | "
-          "at chance, learns in table | train images / trial | s / ResNet-18 trial | s / trial |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+          "at chance, learns in table | train images / trial | s / DANet-A-18 trial alone | "
+          "s / ResNet-18 trial in the sweep | s / trial in the sweep |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in summaries:
         per_seed = " / ".join(f"{t:.2f}" for t in s["tau_per_seed"].values())
         seed_tau = f"{s['proxy_seed_tau']:.2f}" if s["proxy_seed_tau"] is not None else "-"
         print(f"| {s['setting']} | {s['describe']} | **{s['tau']:.2f}** | {per_seed} | {s['top3_recall']:.2f} | "
-              f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['train_images']:,} | {s['wall_s_resnet18'] or 0:.1f} | "
-              f"{s['wall_s_mean']:.1f} |")
+              f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['train_images']:,} | "
+              + (f"{s['calibrated_wall_s']:.1f}" if s["calibrated_wall_s"] else "-")
+              + f" | {s['wall_s_resnet18'] or 0:.1f} | {s['wall_s_mean']:.1f} |")
     missing = [n for n in names if n not in {s["setting"] for s in summaries}]
     if missing:
         print(f"\nnot yet measured for every network: {', '.join(missing)}")
     if summaries:
         print(f"plot: {plot(summaries, table_tau, plot_path)}")
     return summaries
+
+
+CALIBRATION_NETWORK = "danet_a_resnet18"
+
+
+def calibrate(names: list[str], table: Table, width: float, args: argparse.Namespace) -> None:
+    net = next((n for n in table.networks() if n.preset == CALIBRATION_NETWORK), None)
+    if net is None:
+        raise SnnasError(f"{args.against} has no {CALIBRATION_NETWORK} to time")
+    path = args.out.with_name(args.out.stem + "_calibration.json")
+    rows = []
+    for name in names:
+        setting = SETTINGS[name]
+        run_proxy(setting, {"key": net.key, "genotype": net.genotype, "depth": "18"}, 0, width, args.cache_dir)  # warm
+        row = run_proxy(setting, {"key": net.key, "genotype": net.genotype, "depth": "18"}, 0, width, args.cache_dir)
+        rows.append({"setting": name, "wall_s": row["wall_s"], "threads": row["threads"],
+                     "train_images": setting.train_images})
+        print(f"{name}: {row['wall_s']:.1f} s per {CALIBRATION_NETWORK} trial, {row['threads']} threads", flush=True)
+    atomic_write_json(path, {"network": CALIBRATION_NETWORK, "runs": rows})
+    print(f"calibration: {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     table = Table.read(args.against)
     width = float((table.settings.get("fit") or {}).get("width_mult", 0.25))
     nets = {n.key: {"key": n.key, "genotype": n.genotype, "depth": n.extra.get("depth")} for n in table.networks()}
-    settings = {"against": str(args.against), "width_mult": width, "sweep": {s.name: s.describe() for s in SWEEP}}
+    settings = {"against": str(args.against), "width_mult": width}  # each run names its setting and describes it
     results = SharedResults(args.out, SWEEP_FORMAT, settings, identity=lambda r: (r["setting"], r["key"], r["seed"]))
     order = [(SETTINGS[n], nets[k], seed) for n in names for seed in seeds for k in sorted(nets)]
+    if args.calibrate:
+        calibrate(names, table, width, args)
+        return 0
     if not args.report_only:
         def run(item) -> None:
             setting, net, seed = item
@@ -222,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
 
         work_through(order, results.done, identity=lambda i: (i[0].name, i[1]["key"], i[2]),
                      lock_path=lambda i: args.work / f"{i[0].name}-{i[1]['key']}-s{i[2]}.lock", run=run)
-    report(results.runs(), table, names, args.plot or args.out.with_suffix(".png"))
+    calibration_path = args.out.with_name(args.out.stem + "_calibration.json")
+    calibration = None
+    if calibration_path.exists():
+        doc = parse_json(read_text(calibration_path, "calibration", SnnasError), str(calibration_path), SnnasError)
+        calibration = {r["setting"]: r["wall_s"] for r in doc.get("runs", [])}
+    report(results.runs(), table, names, args.plot or args.out.with_suffix(".png"), calibration)
     return 0
 
 
