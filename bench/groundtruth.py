@@ -131,13 +131,15 @@ class PrintEpoch(Callback):
         return False
 
 
-def train_row(net: dict[str, Any], seed: int, splits, settings: FitSettings, args: argparse.Namespace) -> dict[str, Any]:
+def train_row(net: dict[str, Any], seed: int, splits, settings: FitSettings, work: Path, command: str,
+              device: str | None = None) -> dict[str, Any]:
+    """One full training of ``net`` (checkpointed under ``work``, resumed from it) and its row."""
     started = time.monotonic()
-    fit = GenotypeFit(net["genotype"], splits, settings.replace(seed=seed), device=args.device)
+    fit = GenotypeFit(net["genotype"], splits, settings.replace(seed=seed), device=device)
     if fit.genotype.key != net["key"]:
         raise SnnasError(f"{net['genotype']}: builds {fit.genotype.key}, not {net['key']}")
-    work = args.work / f"{net['key']}-s{seed}"
-    results = fit.run(out_dir=work, resume=True, callbacks=[PrintEpoch(f"{net['preset'] or net['key']} s{seed}")])
+    label = net.get("preset") or net["key"]
+    results = fit.run(out_dir=work, resume=True, callbacks=[PrintEpoch(f"{label} s{seed}")])
     history = fit_history(results)
     test = fit.evaluate(splits.test)
     measured = fit.measure()
@@ -149,7 +151,7 @@ def train_row(net: dict[str, Any], seed: int, splits, settings: FitSettings, arg
         "firing_rate": measured["firing_rate"], "firing_by_stage": measured["firing_by_stage"],
         "epochs_run": len(history), "train_s": round(sum(m["train_s"] for m in history), 1),
         "wall_s": round(time.monotonic() - started, 1), "resumed_from": results[0].resumed_from,
-        "threads": torch.get_num_threads(), "command": reproduce_command(net, args, seed),
+        "threads": torch.get_num_threads(), "command": command,
     }
 
 
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         def run(item) -> None:
             net, seed = item
             print(f"training {net['preset'] or net['key']} ({net['key']}) seed {seed}", flush=True)
-            row = train_row(net, seed, splits, settings, args)
+            row = train_row(net, seed, splits, settings, args.work / f"{net['key']}-s{seed}",
+                            reproduce_command(net, args, seed), args.device)
             results.add(row)
             print(f"{net['preset'] or net['key']} seed {seed}: test {100 * row['test_acc']:.2f}% "
                   f"in {row['wall_s']:.0f} s", flush=True)
