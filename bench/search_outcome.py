@@ -1,0 +1,210 @@
+"""Does searching find networks better than the DANet paper's? A real search's winners, fully trained.
+
+Runs the search on the embedded data with the search's own (tuned) defaults, then trains every
+network it found at the ground-truth table's fidelity (the same training path, settings and seeds as
+``bench/groundtruth.py``; a found network that is in the table takes the table's rows) and holds
+each against every DANet of the table (A/B/C/D at ResNet-18 and -34): mean test accuracy and its
+spread over seeds, and SOPs.
+
+- ``--objectives acc``: the networks promoted to phase 2 (``--promote``);
+- ``--objectives acc,sops``: the phase-1 Pareto set of accuracy and SOPs (NSGA-II).
+
+    python bench/search_outcome.py                           # accuracy, then accuracy and SOPs
+    python bench/search_outcome.py --objectives acc,sops     # one of the two
+    python bench/search_outcome.py --report-only
+
+Resumable like the table (the search continues its study; each full training checkpoints every
+epoch). Results: ``bench/results/search_outcome_<data>.json`` (``found``, ``danets``, ``runs``)
+and the plot beside it. Arguments after ``--`` go to the search (``scripts/search.py``'s flags).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from benchlib import SharedResults, work_through
+from groundtruth import train_row
+
+from snnas.cli import run_guarded
+from snnas.cli.search import add_arguments, options_from
+from snnas.data import load_splits
+from snnas.errors import SnnasError
+from snnas.files import atomic_write_json
+from snnas.fit import FitSettings, built_genotype
+from snnas.genotype import Genotype
+from snnas.groundtruth import Table, slug
+from snnas.plots.files import plt, save_png
+from snnas.search.funnel import run_search
+from snnas.search.leaderboard import summarize
+
+OUTCOME_FORMAT = "snnas-search-outcome/1"
+DANETS = [f"danet_{x}_resnet{d}" for d in (18, 34) for x in "abcd"]
+MODES = {"acc": ("acc",), "acc,sops": ("acc", "sops")}
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    search_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", type=Path, default=Path("bench/results/groundtruth_fashion10.json"))
+    p.add_argument("--objectives", default="both", choices=("both", *MODES))
+    p.add_argument("--trials", type=int, default=52, help="phase-1 trials, the 12 seeds included (default 52)")
+    p.add_argument("--promote", type=int, default=5)
+    p.add_argument("--pareto-max", type=int, default=6, help="at most this many Pareto networks, best accuracy first")
+    p.add_argument("--seeds", default=None, help="full-training seeds (default: the table's)")
+    p.add_argument("--work", type=Path, default=Path("runs/outcome"))
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--report-only", action="store_true")
+    return p.parse_args(own), search_args
+
+
+def search_options(mode: str, args: argparse.Namespace, search_args: list[str]):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    ns = parser.parse_args(["--space", "dense_additive", "--trials", str(args.trials), "--promote", str(args.promote),
+                            "--objectives", mode, "--study", f"outcome-{mode.replace(',', '-')}",
+                            "--out", str(args.work / "search"), "--no-progress", *search_args])
+    return options_from(ns), ns
+
+
+def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
+    """What the search hands its user: the promoted networks, or the Pareto set."""
+    if mode == "acc":
+        trials = list(result.promoted)
+    else:
+        front = sorted(result.phase1.best_trials, key=lambda t: -t.values[0])
+        trials = front[:pareto_max]
+    out, seen = [], set()
+    for t in trials:
+        genotype = t.user_attrs["canonical"]
+        key = t.user_attrs["key"]
+        if key not in seen:
+            seen.add(key)
+            out.append({"key": key, "genotype": genotype, "mode": mode, "phase1_acc": t.values[0],
+                        "phase1_sops": t.user_attrs.get("sops"), "seed_preset": t.user_attrs.get("seed_preset")})
+    return out
+
+
+def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    accs = [r["test_acc"] for r in runs]
+    return {"seeds": sorted(r["seed"] for r in runs), "test_acc_mean": statistics.fmean(accs),
+            "test_acc_spread": max(accs) - min(accs), "sops": statistics.fmean(r["sops"] for r in runs)}
+
+
+def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
+    danets = doc["danets"]
+    if not danets:
+        print("the table holds no DANet")
+        return None
+    print("\n| network | found by | mean test % | spread | MSOPs / image | beats (mean, beyond the spread, at <= SOPs) |")
+    print("|---|---|---:|---:|---:|---|")
+    for d in danets:
+        print(f"| **{d['name']}** | the paper | {100 * d['test_acc_mean']:.2f} | {100 * d['test_acc_spread']:.2f} | "
+              f"{d['sops'] / 1e6:.2f} | |")
+    for f in doc["found"]:
+        if "test_acc_mean" not in f:
+            print(f"| {summarize(f['genotype'])} | {f['mode']} | (training) | | | |")
+            continue
+        beaten = [d["name"] for d in danets
+                  if f["test_acc_mean"] - d["test_acc_mean"] > max(f["test_acc_spread"], d["test_acc_spread"])
+                  and f["sops"] <= d["sops"]]
+        print(f"| {f.get('seed_preset') or summarize(f['genotype'])} | {f['mode']} | {100 * f['test_acc_mean']:.2f} | "
+              f"{100 * f['test_acc_spread']:.2f} | {f['sops'] / 1e6:.2f} | {', '.join(beaten) or 'none'} |")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    nets = table.networks()
+    ax.scatter([n.sops / 1e6 for n in nets], [100 * n.mean for n in nets], color="lightgrey", s=25,
+               label="ground-truth table")
+    for d in danets:
+        ax.errorbar(d["sops"] / 1e6, 100 * d["test_acc_mean"], yerr=50 * d["test_acc_spread"], fmt="s", color="black",
+                    ms=5, capsize=2)
+        ax.annotate(d["name"].replace("_resnet", "-").replace("danet_", "DANet-").upper().replace("DANET", "DANet"),
+                    (d["sops"] / 1e6, 100 * d["test_acc_mean"]), textcoords="offset points", xytext=(4, -8), fontsize=7)
+    colors = {"acc": "tab:red", "acc,sops": "tab:blue"}
+    for mode, color in colors.items():
+        found = [f for f in doc["found"] if f["mode"] == mode and "test_acc_mean" in f]
+        if found:
+            ax.errorbar([f["sops"] / 1e6 for f in found], [100 * f["test_acc_mean"] for f in found],
+                        yerr=[50 * f["test_acc_spread"] for f in found], fmt="o", color=color, ms=6, capsize=2,
+                        label=f"found ({'accuracy' if mode == 'acc' else 'accuracy and SOPs'})")
+    ax.set_xlabel("MSOPs per image")
+    ax.set_ylabel("test accuracy, full training (%, mean; bars: half the seed spread)")
+    lows = [100 * n.mean for n in nets]
+    ax.set_ylim(max(min(lows) - 1, sorted(lows)[len(lows) // 4] - 2), max(lows) + 1)
+    ax.set_title("Found networks against the DANets at full training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_png(fig, plot_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, search_args = parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    table = Table.read(args.table)
+    ts = table.settings
+    out = args.out or args.table.with_name(f"search_outcome_{slug(ts.get('data', 'data'))}.json")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else table.seeds()
+    fit = FitSettings.from_dict({**(ts.get("fit") or {}), "seed": 0})
+    modes = list(MODES) if args.objectives == "both" else [args.objectives]
+    plans = {mode: search_options(mode, args, search_args) for mode in modes}  # every argument checked first
+    store = SharedResults(out.with_name(out.stem + ".runs.json"), OUTCOME_FORMAT,
+                          {"table": str(args.table), "fit": fit.to_dict()}, identity=lambda r: (r["key"], r["seed"]))
+    found: list[dict[str, Any]] = []
+    for mode, (options, _) in plans.items():
+        result = run_search(options, log=lambda msg: print(msg, flush=True)) if not args.report_only else None
+        if result is not None:
+            found += found_networks(result, mode, args.pareto_max)
+    if args.report_only and out.exists():
+        from snnas.files import parse_json, read_text
+
+        found = parse_json(read_text(out, "outcome", SnnasError), str(out), SnnasError)["found"]
+    in_table = {r["key"] for r in table.runs}
+    splits = None
+    todo = [(f, s) for f in found if f["key"] not in in_table for s in seeds]
+    if todo and not args.report_only:
+        splits = load_splits(ts["data"], resolution=ts.get("resolution"), data_seed=int(ts.get("data_seed", 0)),
+                             train_per_class=ts.get("train_per_class"), val_per_class=ts.get("val_per_class"))
+
+        def run(item) -> None:
+            net, seed = item
+            g = built_genotype(Genotype.from_str(net["genotype"]), fit, splits.resolution)
+            command = shlex.join(["python", "scripts/retrain.py", "--genotype", g.to_str(), "--data", ts["data"],
+                                  "--recipe", fit.recipe, "--epochs", ",".join(map(str, fit.epochs or ())),
+                                  "--width-mult", f"{fit.width_mult:g}", "--seed", str(seed)])
+            row = train_row({"key": g.key, "genotype": g.to_str(), "preset": None}, seed, splits, fit,
+                            args.work / "full" / f"{g.key}-s{seed}", command)
+            store.add(row)
+            print(f"{summarize(g.to_str())} seed {seed}: test {100 * row['test_acc']:.2f}%", flush=True)
+
+        work_through(todo, store.done, identity=lambda i: (i[0]["key"], i[1]),
+                     lock_path=lambda i: args.work / "full" / f"{i[0]['key']}-s{i[1]}.lock", run=run)
+    rows = list(table.runs) + store.runs()
+    for f in found:
+        mine = [r for r in rows if r["key"] == f["key"] and r["seed"] in seeds]
+        if {r["seed"] for r in mine} >= set(seeds):
+            f.update(summarize_runs(mine))
+    danets = []
+    for name in DANETS:
+        mine = [r for r in table.runs if name in (r.get("presets") or [r.get("preset")])]
+        if mine:
+            danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **summarize_runs(mine)})
+    doc = {"format": OUTCOME_FORMAT, "table": str(args.table), "found": found, "danets": danets,
+           "search": {mode: vars(ns) | {"out": str(ns.out)} for mode, (_, ns) in plans.items()}}
+    atomic_write_json(out, doc)
+    plot = report(doc, table, out.with_suffix(".png"))
+    print(f"results: {out}" + (f"\nplot: {plot}" if plot else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main, None))

@@ -1,0 +1,99 @@
+"""bench/search_replay.py on hand-made recordings where the answer is known, and
+bench/search_outcome.py end to end on tiny networks and data (the plumbing, not the figures)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snnas.data import FASHION_DEFAULT_DIR
+from snnas.fit import FitSettings, built_genotype
+from snnas.spaces import load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _uniform_keys() -> list[str]:
+    space = load_space("uniform", resolution=28)
+    keys = []
+    for _, g in space.uniform():
+        key = built_genotype(g, FitSettings(recipe="short", epochs=(5,)), 28).key
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _recordings(tmp_path: Path, truth: dict[str, float], phase1: dict[str, float], phase2: dict[str, float]):
+    table = {"settings": {"data": "fashion-10", "data_seed": 0, "resolution": 28,
+                          "fit": {"recipe": "short", "epochs": [5], "width_mult": 0.25}},
+             "runs": [{"key": k, "genotype": "", "seed": s, "test_acc": v + 0.001 * s, "wall_s": 100.0, "sops": 1.0}
+                      for k, v in truth.items() for s in (0, 1)]}
+    sweep = {"runs": [{"setting": name, "key": k, "seed": s, "wall_s": 10.0 if name == "p1" else 30.0,
+                       "val_curve": [v * 0.8, v * 0.9, v]}
+                      for name, scores in (("p1", phase1), ("p2", phase2)) for k, v in scores.items() for s in (0, 1)]}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+
+
+def _replay(tmp_path: Path) -> dict[str, dict]:
+    import search_replay
+
+    out = tmp_path / "replay.json"
+    assert search_replay.main(["--table", str(tmp_path / "table.json"), "--sweep", str(tmp_path / "sweep.json"),
+                               "--phase1", "p1", "--phase2", "p2", "--reps", "6", "--trials", "40",
+                               "--out", str(out)]) == 0
+    assert out.with_suffix(".png").is_file()
+    return {r["strategy"]: r for r in json.loads(out.read_text())["strategies"]}
+
+
+def test_replay_finds_the_best_when_the_proxy_ranks_perfectly(tmp_path):
+    keys = _uniform_keys()
+    truth = {k: 0.9 - 0.01 * i for i, k in enumerate(keys)}
+    _recordings(tmp_path, truth, truth, truth)
+    rows = _replay(tmp_path)
+    for name, row in rows.items():
+        assert row["found_share"] >= 0.8, (name, row)
+        assert row["compute_spent_median"] < 18  # never more than training all 18 once
+
+
+def test_replay_credits_the_funnel_when_only_phase_2_ranks_right(tmp_path):
+    keys = _uniform_keys()
+    truth = {k: 0.9 - 0.01 * i for i, k in enumerate(keys)}
+    misleading = dict(truth)
+    misleading[keys[0]], misleading[keys[1]] = truth[keys[1]], truth[keys[0]]  # phase 1 swaps the top two
+    _recordings(tmp_path, truth, misleading, truth)
+    rows = _replay(tmp_path)
+    assert rows["tpe"]["found_share"] == 0  # it trusts phase 1 (random only finds it by missing the decoy)
+    assert rows["funnel K=3, eta=3"]["found_share"] >= 0.8 > rows["random"]["found_share"]  # phase 2 decides
+    assert rows["funnel K=3, eta=3"]["within_noise_within_budget_share"] >= 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
+def test_search_outcome_runs_end_to_end_on_tiny_networks(tmp_path):
+    cache = tmp_path / "cache"
+    table = tmp_path / "groundtruth_fashion2.json"
+    gt = [sys.executable, "bench/groundtruth.py", "--data", "fashion-2", "--resolution", "16", "--train-per-class", "32",
+          "--val-per-class", "8", "--epochs", "1", "--width-mult", "0.0625", "--seeds", "0,1", "--depths", "18",
+          "--blocks", "pa_a,origin", "--out", str(table), "--work", str(tmp_path / "gt"), "--cache-dir", str(cache),
+          "--threads", "1"]
+    assert subprocess.run(gt, cwd=ROOT, capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "outcome.json"
+    cmd = [sys.executable, "bench/search_outcome.py", "--table", str(table), "--trials", "13", "--promote", "1",
+           "--pareto-max", "2", "--work", str(tmp_path / "oc"), "--out", str(out), "--threads", "1", "--",
+           "--data", "fashion-2", "--resolution", "16", "--train-per-class", "16", "--train-per-class2", "16",
+           "--val-per-class", "8", "--width-mult", "0.0625", "--epochs", "1", "--epochs2", "1", "--batch-size", "16",
+           "--cache-dir", str(cache), "--no-report"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert {d["name"] for d in doc["danets"]} == {"danet_a_resnet18", "danet_c_resnet18"}
+    assert {f["mode"] for f in doc["found"]} == {"acc", "acc,sops"}
+    for f in doc["found"]:  # every found network trained at the table's fidelity with the table's seeds
+        assert f["seeds"] == [0, 1] and 0 <= f["test_acc_mean"] <= 1 and f["sops"] > 0
+        assert set(f) >= {"key", "genotype", "seeds", "test_acc_mean", "test_acc_spread", "sops"}
+    assert out.with_suffix(".png").is_file() and "| network | found by |" in done.stdout
