@@ -231,7 +231,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     options.validate()
     fid1, fid2 = options.fidelities()
     run_dir = options.run_dir
-    fresh = not run_dir.exists()
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    created = missing[-1] if missing else None  # the outermost folder this call will make
     try:  # a search that cannot start leaves nothing behind (no empty runs/<study>/)
         run_dir.mkdir(parents=True, exist_ok=True)
         splits1 = load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
@@ -254,8 +255,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
             study1.set_user_attr(key, value)
         added = enqueue_seeds(study1, space, lock1)
     except BaseException:
-        if fresh:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     if added:
         log(f"enqueued {added} seed networks (the paper's DANets and baselines)")
