@@ -54,6 +54,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, 
     return path
 
 
+def atomic_write_to_path(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """:func:`atomic_write` for libraries that insist on a file name (HDF5): ``write(tmp_path)``
+    fills a temporary file beside ``path``, which then replaces it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, shared_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), fsync=fsync)
 

@@ -137,3 +137,16 @@ def test_script_wrapper_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("snnas: error: no study 'missing'") and proc.stderr.count("\n") == 1
     assert proc.stdout == ""
+
+
+def test_export_with_nir_writes_the_graph_and_its_card_section(search, capsys):
+    nir = pytest.importorskip("nir")
+    out = search["runs"].parent / "exports"
+    assert export(search, "--nir", out=out) == 2  # the model file does not say its image size
+    assert "--resolution" in capsys.readouterr().err and not (out / key("B")).exists()
+    assert export(search, "--nir", "--resolution", "16", out=out) == 0
+    target = out / key("B")
+    assert (target / "net.nir").is_file() and "net.nir" in capsys.readouterr().out
+    graph = nir.read(str(target / "net.nir"))
+    card = (target / "card.md").read_text()
+    assert "## NIR" in card and f"{len(graph.nodes)} nodes" in card and "| stage 1 block 1 |" in card

@@ -13,7 +13,7 @@ from snnas.argparsing import OneLineParser
 from snnas.errors import SnnasError, one_line
 
 # Sub-command modules under snnas.cli; each defines register(subparsers) and sets `func`.
-COMMANDS = ("show", "inspect", "search", "export", "retrain", "study")
+COMMANDS = ("show", "inspect", "search", "export", "retrain", "study", "nir")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the search's output root, holding <study>/models/ (default runs)")
     p.add_argument("--rank", type=int, default=1, help="which network of the final ranking (default 1, the best)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/<key>/")
+    p.add_argument("--nir", action="store_true", help="also write net.nir, the network in NIR (pip install 'snnas[nir]')")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image side the NIR graph is built for (default: the one the weights were trained at)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,12 +25,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, "--out", SnnasError)
     searches = open_search(args.study, args.storage, args.runs)
-    result = export_network(searches, args.rank, args.out)
+    result = export_network(searches, args.rank, args.out, nir=args.nir, resolution=args.resolution)
     row = result.row
     name = " = ".join(row.names) if row.names else row.genotype
     phase = "phase-2" if result.weights_phase == "phase2" else "phase-1"
     print(f"rank {row.rank}: {name} (key {row.key}), {phase} weights")
-    print(f"exported to {result.path}/: genotype.json model.pt architecture.png card.md")
+    print(f"exported to {result.path}/: genotype.json model.pt architecture.png card.md" + (" net.nir" if args.nir else ""))
     return 0
 
 

@@ -199,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
             "world_size": ctx.world_size, "device": str(device), "model": "model.pt",
         }
         if ctx.is_main:
-            extra = {k: summary[k] for k in ("test_acc", "params", "epochs", "timesteps", "data", "recipe", "seed")}
+            extra = {k: summary[k] for k in ("test_acc", "params", "epochs", "timesteps", "data", "recipe", "seed",
+                                             "resolution")}
             save_model(out / "model.pt", fit.model, extra=extra)
             atomic_write_json(out / "summary.json", summary)
             print(f"test acc {test['acc']:.4f} on {test['images']} images | {params:,} params | "

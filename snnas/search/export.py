@@ -251,7 +251,17 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike) -> ExportResult:
+def nir_card(summary: Mapping[str, Any], resolution: int, timesteps: int) -> str:
+    """The card's NIR section: node count and which nodes belong to which block."""
+    lines = ["", "## NIR", "", f"`net.nir`: {summary['nodes']} nodes, {summary['edges']} edges, for {resolution} px "
+             f"images. Run it {timesteps} step(s) on the same image and average the outputs (the network's readout).",
+             "", "| part | NIR nodes |", "|---|---:|"]
+    lines += [f"| {part} | {n} |" for part, n in summary["by_block"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike, nir: bool = False,
+                   resolution: int | None = None) -> ExportResult:
     """Write ``out/<key>/{genotype.json, model.pt, architecture.png, card.md}`` for the network
     at ``rank`` (1 = best) of the search's final ranking."""
     from snnas.checkpoint import load_model, read_model_file
@@ -279,7 +289,16 @@ def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike) -
         atomic_write_text(tmp / "genotype.json", genotype.to_json(indent=2) + "\n")
         name = " = ".join(row.names) if row.names else row.key
         draw_architecture(genotype, tmp / "architecture.png", title=f"{name}\n{genotype.to_str()}")
-        atomic_write_text(tmp / "card.md", card_markdown(row, searches, weights_fidelity, final))
+        card = card_markdown(row, searches, weights_fidelity, final)
+        if nir:
+            from snnas.nir_export import export_graph, node_summary
+
+            side = resolution or extra.get("resolution")
+            if not isinstance(side, int):
+                raise ExportError(f"rank {row.rank}: the model file does not say its image size; pass --resolution")
+            graph = export_graph(model, side, tmp / "net.nir")
+            card += nir_card(node_summary(graph), side, model.timesteps)
+        atomic_write_text(tmp / "card.md", card)
         os.chmod(tmp, shared_mode(0o755))
         _replace_dir(tmp, final)
     finally:

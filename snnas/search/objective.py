@@ -167,5 +167,6 @@ class SearchObjective:
 
         rel = Path("models") / f"{canonical.key}-{self.fidelity.phase}.pt"
         save_model(self.run_dir / rel, model, extra={"val_acc": val_acc, "fidelity": self.fidelity.to_dict(),
+                                                     "resolution": self.splits.resolution,
                                                      "trial": trial.number, "study": self.dedupe.study.study_name})
         trial.set_user_attr("model_path", str(rel))
