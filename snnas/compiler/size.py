@@ -95,7 +95,8 @@ def check_fits(size: SizeEstimate, what: str, limit_bytes: int | None = None, al
     limit = limit_bytes if limit_bytes is not None else machine_memory_bytes()
     if limit is None or size.total_bytes <= MEMORY_SHARE * limit:
         return
-    raise SizeError(f"{what} would need about {_gib(size.total_bytes)} ({size.params:,} parameters, "
-                    f"{_gib(size.activation_bytes)} of training activations per batch), more than "
+    parts = f"{size.params:,} parameters" + (f", {_gib(size.activation_bytes)} of training activations per batch"
+                                             if size.activation_bytes else "")
+    raise SizeError(f"{what} would need about {_gib(size.total_bytes)} ({parts}), more than "
                     f"{MEMORY_SHARE:.0%} of the {_gib(limit)} here; shrink the width, depth, resolution, T or "
                     f"batch, or pass {allow_flag} to try anyway")
