@@ -58,15 +58,16 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         # torch's own text advises weights_only=False (running the file's code): never pass that on
         lines = [line.strip() for line in str(exc).splitlines()
                  if line.strip() and "weights_only" not in line]
-        if isinstance(exc, pickle.UnpicklingError):
-            detail = next((line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line), "")
+        detail = next((line for line in lines if "Unsupported global" in line), None)
+        if isinstance(exc, pickle.UnpicklingError) and detail is not None:
             what = detail.split(" was not")[0]
             for noise in ("WeightsUnpickler error: ", "Unsupported global: "):
                 what = what.replace(noise, "")
             raise CheckpointError(f"{path}: refused, the file holds pickled objects that are not plain weights"
                                   + (f" ({what[:120]})" if what else "") + "; snnas never runs code from a file"
                                   ) from None
-        first = lines[0].split(". ")[0] if lines else "no detail"
+        lines = [line for line in lines if "WeightsUnpickler" not in line] or lines
+        first = lines[0].split(". ")[0] if lines else "not a torch file"
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first[:160]})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dictionary of weights and settings, found {type(payload).__name__}")

@@ -105,16 +105,27 @@ def test_a_model_file_with_a_deeply_nested_genotype(tmp_path):
         load_model(path)
 
 
-def test_a_pickled_checkpoint_is_refused_without_torchs_advice(tmp_path):
-    class Gadget:
-        def __reduce__(self):
-            return (print, ("ran code from a file",))
+class Gadget:
+    def __reduce__(self):
+        return (print, ("ran code from a file",))
 
-    path = tmp_path / "evil.pt"
-    path.write_bytes(pickle.dumps({"model": Gadget()}))
+
+class Thing:
+    pass
+
+
+def test_a_pickled_checkpoint_is_refused_without_torchs_advice(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Thing()}, evil)  # a torch file holding a pickled object
     with pytest.raises(SnnasError) as caught:
-        load_model(path)
-    assert "refused" in str(caught.value) and "weights_only" not in str(caught.value)
+        load_model(evil)
+    assert "refused" in str(caught.value) and "Thing" in str(caught.value)
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"model": Gadget()}))  # a bare pickle that would run code
+    for path in (evil, raw):
+        with pytest.raises(SnnasError) as caught:
+            load_model(path)
+        assert "weights_only" not in str(caught.value) and "trust" not in str(caught.value)
 
 
 @needs_fashion

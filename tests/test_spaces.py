@@ -33,7 +33,11 @@ def test_space_samples_50_valid_genotypes(name):
         assert again.canonical() == g.canonical()
         keys.add(g.canonical().key)
         study.tell(trial, 0.0)
-    assert len(keys) >= 20  # the space really varies
+    whole = {g.canonical().key for _, g in space.uniform()}
+    if keys <= whole:  # a space without per-stage genes (uniform): its few networks, most of them drawn
+        assert len(keys) >= 2 * len(whole) // 3
+    else:
+        assert len(keys) >= 20  # the space really varies
 
 
 @pytest.mark.parametrize("name", SPACES)

@@ -129,6 +129,8 @@ def _postgres_spec(text: str, display: str) -> StorageSpec:
         port = parts.port
     except Exception as exc:  # noqa: BLE001 - ArgumentError, ValueError (bad port) and more
         raise StorageError(f"storage {display}: malformed URL ({redact_text(str(exc).splitlines()[0][:200])})") from None
+    if port is not None and not 0 < port < 65536:
+        raise StorageError(f"storage {display}: malformed URL (port {port} is outside 1-65535)")
     if "@" in (parts.host or "") or "@" in (parts.username or ""):
         raise StorageError(f"storage {display}: the user or password holds an unencoded '@'; write it as %40 "
                            "(or keep the password out of the URL: export PGPASSWORD=...)")
