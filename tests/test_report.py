@@ -83,7 +83,7 @@ def make_search(root: Path, name: str = STUDY, phase2: bool = True, multi: bool 
     storage = f"sqlite:///{run_dir / 'study.db'}"
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     s1 = optuna.create_study(study_name=name, storage=storage, directions=directions)
-    for k, v in {"space": "toy_space", "space_source": "search_spaces/toy_space.toml",
+    for k, v in {"space": "toy_space", "space_source": "snnas/spaces/catalog/toy_space.toml",
                  "objectives": ["acc", "sops"] if multi else ["acc"], "fidelity_phase1": FID1,
                  "fidelity_phase2": FID2}.items():
         s1.set_user_attr(k, v)
@@ -304,3 +304,136 @@ def test_leaderboard_and_report_show_full_training_beside_the_proxy(tmp_path):
     assert "phase 2 vs full training" in report
     # without a table nothing changes
     assert "full%" not in format_terminal(board) and study_groundtruth(s1, tmp_path / "none") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Which gene matters: importances, slices, timeline
+# --------------------------------------------------------------------------------------------
+GENE_PLOTS = ("importances.png", "slices.png", "timeline.png")
+BLOCKS = ["origin", "tdbn", "baa", "sew", "pa_a", "pa_b"]
+GENES = {"depth": CategoricalDistribution(["18", "34"]),
+         **{f"s{i}.block": CategoricalDistribution(BLOCKS) for i in range(2)},
+         **{f"s{i}.connect": CategoricalDistribution(["chain", "dense_add"]) for i in range(2)}}
+
+
+def gene_search(n: int = 30, multi: bool = True) -> optuna.Study:
+    """A phase 1 over per-stage genes, as a two-worker search leaves it: the best networks all
+    use pa_a in stage 1; tdbn in stage 0 makes the worst ones (so reading accuracy the wrong way
+    round would name s0.block). Every trial lasts a minute or two; some are pruned or failed,
+    and trial 5 is a reuse whose value is far off (it must not count)."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(7)
+    study = optuna.create_study(directions=["maximize", "minimize"] if multi else ["maximize"])
+    clock = [dt.datetime(2026, 1, 1, 9, 0, 0)] * 2
+    for number in range(n):
+        params = {name: rng.choice(d.choices) for name, d in GENES.items()}
+        acc = 0.5 + 0.3 * (params["s1.block"] == "pa_a") - 0.3 * (params["s0.block"] == "tdbn") + rng.gauss(0, 0.01)
+        state = TrialState.FAIL if number % 11 == 10 else TrialState.PRUNED if number % 7 == 6 else TrialState.COMPLETE
+        attrs = {"dedupe_of": 0} if number == 5 else {}
+        if number == 5:
+            state, acc, params["s1.block"] = TrialState.COMPLETE, 0.99, "origin"
+        values = ([acc, 1e5] if multi else [acc]) if state == TrialState.COMPLETE else None
+        trial = create_trial(state=state, values=values, params=params, distributions=GENES, user_attrs=attrs,
+                             intermediate_values={1: acc - 0.1} if state == TrialState.PRUNED else {})
+        worker = number % 2
+        trial.datetime_start = clock[worker]
+        trial.datetime_complete = clock[worker] + dt.timedelta(seconds=60 + 3 * number)
+        clock[worker] = trial.datetime_complete + dt.timedelta(seconds=1)
+        study.add_trial(trial)
+    return study
+
+
+def test_accuracy_study_keeps_trial_numbers_and_leaves_out_reuses():
+    from snnas.plots.genes import accuracy_study
+
+    phase = gene_search(12, multi=True)
+    trials = phase.get_trials()
+    acc = accuracy_study(trials, leave_out={5})
+    assert acc.direction == optuna.study.StudyDirection.MAXIMIZE  # accuracy, whatever the second objective
+    assert [t.number for t in acc.trials] == [t.number for t in trials]
+    for t, a in zip(trials, acc.trials):
+        if t.state == TrialState.COMPLETE and t.number != 5:
+            assert a.state == TrialState.COMPLETE and a.value == pytest.approx(100 * t.values[0])
+            assert a.params == t.params
+        else:  # failed, pruned or left out: a placeholder without genes
+            assert a.state == TrialState.FAIL and a.params == {}
+
+
+def test_importances_name_the_gene_and_stage_that_decides_accuracy(tmp_path, monkeypatch):
+    from snnas.plots import genes
+    from snnas.search.report import gene_plots
+
+    shown = {}
+    real_save = genes.save_png
+
+    def spy(fig, path, dpi):
+        ax = fig.axes[0]
+        shown[Path(path).name] = ([t.get_text() for t in ax.get_yticklabels()],
+                                  [a.get_xlabel() for a in fig.axes])
+        return real_save(fig, path, dpi)
+
+    monkeypatch.setattr(genes, "save_png", spy)
+    style = dict(matplotlib_rc())
+    plots = gene_plots(gene_search(), tmp_path / "plots", "phase 1, fashion-10")
+    assert [p.name for p in plots.values()] == list(GENE_PLOTS)
+    for name in GENE_PLOTS:
+        assert_png(tmp_path / "plots" / name)
+    bars, _ = shown["importances.png"]
+    assert bars[-1] == "s1.block"  # the top bar: the gene and stage the best networks share
+    assert set(bars) == set(GENES)  # every gene, per stage, and nothing else
+    _, panels = shown["slices.png"]
+    assert set(GENES) <= set(panels)  # one slice panel per gene and stage
+    assert dict(matplotlib_rc()) == style  # Optuna's ggplot style does not leak into later figures
+
+
+def matplotlib_rc():
+    import matplotlib
+
+    return {k: matplotlib.rcParams[k] for k in ("axes.facecolor", "axes.grid", "font.size")}
+
+
+def test_report_links_the_gene_plots(tmp_path):
+    run_dir = make_search(tmp_path)["run_dir"]
+    s1, s2 = load(tmp_path)
+    s1.set_user_attr("sampler", "random")
+    text = write_report(s1, s2, run_dir, print_leaderboard=False).read_text()
+    assert "- sampler: random" in text
+    for name in GENE_PLOTS:
+        assert f"](plots/{name})" in text
+        assert_png(run_dir / "plots" / name, min_size=(300, 300))
+    assert text.index("(plots/history.png)") < text.index("(plots/importances.png)") < text.index("## Failed")
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_gene_plots_that_cannot_be_drawn_are_noted_not_fatal(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from snnas.plots import genes
+
+    one = optuna.create_study(direction="maximize")  # one network: nothing to compare
+    one.add_trial(create_trial(value=0.5, params={"s1.block": "sew"},
+                                     distributions={"s1.block": GENES["s1.block"]}))
+    text = write_report(one, None, tmp_path / "one", print_leaderboard=False).read_text()
+    assert text.count("Not drawn: needs at least 2 completed networks, the phase has 1.") == 2
+    assert "plots/importances.png" not in text and "plots/slices.png" not in text
+    assert "](plots/timeline.png)" in text
+
+    same = optuna.create_study(direction="maximize")  # two networks, one choice: no gene varies
+    for acc in (0.5, 0.6):
+        same.add_trial(create_trial(value=acc, params={"s1.block": "sew"},
+                                     distributions={"s1.block": GENES["s1.block"]}))
+    text = write_report(same, None, tmp_path / "same", print_leaderboard=False).read_text()
+    assert text.count("Not drawn: every completed network made the same choices: no gene varies.") == 2
+
+    def broken(*args, **kwargs):
+        plt.figure()  # Optuna made a figure, then failed
+        raise RuntimeError("no renderer\nfor this")
+
+    monkeypatch.setattr(genes.optuna_plots, "plot_slice", broken)
+    figures = plt.get_fignums()
+    text = write_report(gene_search(), None, tmp_path / "broken", print_leaderboard=False).read_text()
+    assert "Not drawn: Optuna could not draw it (RuntimeError: no renderer for this)." in text
+    assert "](plots/importances.png)" in text and "](plots/timeline.png)" in text
+    assert plt.get_fignums() == figures  # the failed figure was closed

@@ -5,10 +5,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from snnas.search import defaults
+from snnas.search.samplers import SAMPLERS
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", default="dense_additive", help="space name (search_spaces/NAME.toml) or a .toml path")
-    p.add_argument("--data", default="fashion-5", help="phase-1 data spec (default fashion-5)")
+    p.add_argument("--space", default="dense_additive",
+                   help="name of a packaged space (snnas/spaces/catalog/NAME.toml) or a .toml path")
+    p.add_argument("--data", default=defaults.DATA, help=f"phase-1 data spec (default {defaults.DATA})")
     p.add_argument("--data2", default=None, help="phase-2 data spec (default: fashion-10 / imagenet-20 / ...)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the class choice and the val split")
     p.add_argument("--study", default=None, help="study name (default: the space's name)")
@@ -19,19 +23,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--promote", type=int, default=3, help="top K of phase 1 retrained in phase 2 (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objectives", default="acc", help="acc, or acc,sops (NSGA-II, no pruning)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="phase-1 sampler: tpe (NSGA-II with several objectives) or random, the baseline to beat")
     p.add_argument("--max-sops", type=float, default=None, help="constraint: SOPs per image at most this")
     p.add_argument("--screen", choices=("sahd", "gradstab"), default=None, help="training-free screening")
     p.add_argument("--screen-keep", type=float, default=0.5, help="fraction kept by screening")
-    p.add_argument("--epochs", type=int, default=4, help="phase-1 epochs (Hyperband's max resource)")
-    p.add_argument("--epochs2", type=int, default=8, help="phase-2 epochs")
+    p.add_argument("--epochs", type=int, default=defaults.EPOCHS, help="phase-1 epochs (Hyperband's max resource)")
+    p.add_argument("--epochs2", type=int, default=defaults.EPOCHS2, help="phase-2 epochs")
     p.add_argument("--timesteps", type=int, default=1)
     p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--train-per-class", type=int, default=500)
-    p.add_argument("--train-per-class2", type=int, default=1000)
-    p.add_argument("--val-per-class", type=int, default=100)
+    p.add_argument("--train-per-class", type=int, default=defaults.TRAIN_PER_CLASS)
+    p.add_argument("--train-per-class2", type=int, default=defaults.TRAIN_PER_CLASS2)
+    p.add_argument("--val-per-class", type=int, default=defaults.VAL_PER_CLASS)
     p.add_argument("--width-mult", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--recipe", default="proxy", help="phase-1 training recipe (default proxy; see `retrain --help`)")
+    p.add_argument("--recipe", default=defaults.RECIPE,
+                   help=f"phase-1 training recipe (default {defaults.RECIPE}, chosen against full training; see `retrain --help`)")
     p.add_argument("--recipe2", default=None, help="phase-2 training recipe (default: the phase-1 recipe)")
     p.add_argument("--device", default=None)
     p.add_argument("--allow-large", action="store_true", help="build and train even when the memory estimate says the network or batch would not fit")
@@ -54,7 +61,8 @@ def options_from(args: argparse.Namespace):
     return SearchOptions(
         space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, out=args.out,
         trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, data_seed=args.data_seed,
-        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), max_sops=args.max_sops,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
+        max_sops=args.max_sops,
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,
         train_per_class2=args.train_per_class2, val_per_class=args.val_per_class, width_mult=args.width_mult,

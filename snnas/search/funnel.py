@@ -18,12 +18,13 @@ from snnas.compiler.size import check_fits, estimate
 from snnas.errors import SnnasError
 from snnas.fit import FitSettings, built_genotype
 from snnas.presets import get_preset
+from snnas.search import defaults, samplers
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.leaderboard import summarize
 from snnas.search.objective import GENOTYPE_ATTR, Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
-from snnas.search.storage import create_study_once, describe_storage, open_storage, quiet_experimental, study_lock
+from snnas.search.storage import create_study_once, describe_storage, open_storage, study_lock
 from snnas.search.workers import run_worker
 from snnas.spaces import Space, load_space
 
@@ -40,7 +41,7 @@ def phase2_name(study: str) -> str:
 @dataclass(frozen=True)
 class SearchOptions:
     space: str = "dense_additive"
-    data: str = "fashion-5"
+    data: str = defaults.DATA
     data2: str | None = None  # default: promoted_data(data)
     study: str | None = None  # default: the space's name
     storage: str | None = None  # default: SQLite at runs/<study>/study.db
@@ -51,20 +52,21 @@ class SearchOptions:
     seed: int = 0
     data_seed: int = 0
     objectives: tuple[str, ...] = ("acc",)
+    sampler: str = "tpe"  # phase 1's, see snnas.search.samplers ("tpe" is NSGA-II with several objectives)
     max_sops: float | None = None
     screen: str | None = None
     screen_keep: float = 0.5
     # phase 1 (proxy) and phase 2 (promotion) fidelities
-    epochs: int = 4
-    epochs2: int = 8
+    epochs: int = defaults.EPOCHS
+    epochs2: int = defaults.EPOCHS2
     timesteps: int = 1
     resolution: int | None = None
-    train_per_class: int | None = 500
-    train_per_class2: int | None = 1000
-    val_per_class: int | None = 100
+    train_per_class: int | None = defaults.TRAIN_PER_CLASS
+    train_per_class2: int | None = defaults.TRAIN_PER_CLASS2
+    val_per_class: int | None = defaults.VAL_PER_CLASS
     width_mult: float = 0.25
     batch_size: int = 64
-    recipe: str = "proxy"
+    recipe: str = defaults.RECIPE
     recipe2: str | None = None  # default: the phase-1 recipe
     allow_large: bool = False  # skip the memory check of the space's networks
     device: str | None = None
@@ -104,6 +106,7 @@ class SearchOptions:
                 raise SnnasError(f"--objectives: {o!r} is unknown; choose from {', '.join(OBJECTIVE_DIRECTIONS)}")
         if self.objectives[0] != "acc":
             raise SnnasError("--objectives: the first objective must be acc")
+        samplers.check_sampler(self.sampler)
         if self.trials < 1 or self.promote < 0 or self.epochs < 1 or self.epochs2 < 1:
             raise SnnasError("--trials, --epochs and --epochs2 must be at least 1 and --promote at least 0")
         if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
@@ -126,11 +129,7 @@ class SearchResult:
 
 
 def make_sampler(options: SearchOptions) -> optuna.samplers.BaseSampler:
-    if len(options.objectives) > 1:
-        return optuna.samplers.NSGAIISampler(seed=options.seed)
-    with quiet_experimental():  # multivariate TPE is marked experimental; it models genes jointly
-        return optuna.samplers.TPESampler(seed=options.seed, multivariate=True, group=True,
-                                          n_startup_trials=max(4, options.trials // 4))
+    return samplers.make_sampler(options.sampler, len(options.objectives), options.seed, options.trials)
 
 
 def make_pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
@@ -251,7 +250,9 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                                    make_pruner(options))
         lock1 = study_lock(storage, study1.study_name)
         for key, value in {"space": space.name, "space_source": space.source, "objectives": list(options.objectives),
-                           "fidelity_phase1": fid1.to_dict(), "fidelity_phase2": fid2.to_dict()}.items():
+                           "sampler": samplers.sampler_name(options.sampler, len(options.objectives)),
+                           "fidelity_phase1": fid1.to_dict(),
+                           "fidelity_phase2": fid2.to_dict()}.items():
             study1.set_user_attr(key, value)
         added = enqueue_seeds(study1, space, lock1)
     except BaseException:

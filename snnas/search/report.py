@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.files import atomic_write_text
 from snnas.groundtruth import Table, find_table
+from snnas.plots.genes import Skipped, accuracy_study, plot_importances, plot_slices, plot_timeline
 from snnas.search.failures import FailureRecord, failures_markdown, list_failures
 from snnas.search.leaderboard import (REUSED_ATTR, Leaderboard, best_per_key, build_leaderboard, format_markdown,
                                       format_terminal)
@@ -66,8 +67,8 @@ def _pareto_points(trials: Sequence[FrozenTrial], names: Mapping[str, str]):
 
 
 def write_plots(phase1: optuna.Study, phase2: optuna.Study | None, board: Leaderboard,
-                plots_dir: Path) -> dict[str, Path]:
-    """The report's figures; returns {caption: path}."""
+                plots_dir: Path) -> dict[str, Path | Skipped]:
+    """The report's figures; returns {caption: path, or why it was not drawn}."""
     from snnas.plots.search import plot_firing_rates, plot_history, plot_intermediate, plot_pareto
 
     trials1 = phase1.get_trials(deepcopy=False)
@@ -88,7 +89,19 @@ def write_plots(phase1: optuna.Study, phase2: optuna.Study | None, board: Leader
     top = [r for r in board.rows if r.firing_rates][:TOP_FIRING]
     series = [(f"#{r.rank} {r.label} ({r.phase.replace('phase', 'phase ')})", r.firing_rates) for r in top]
     plots[f"Firing rates per layer, top {TOP_FIRING}"] = plot_firing_rates(series, plots_dir / "firing_top.png")
+    plots.update(gene_plots(phase1, plots_dir, title1))
     return plots
+
+
+def gene_plots(phase1: optuna.Study, plots_dir: Path, title: str = "phase 1") -> dict[str, Path | Skipped]:
+    """Which gene, in which stage, the accuracy depends on (Optuna's importances and slice plot
+    over phase 1's networks, reuses left out: one network counts once), and the phase's timeline."""
+    trials = phase1.get_trials(deepcopy=False)
+    accuracy = accuracy_study(trials, leave_out={t.number for t in trials if REUSED_ATTR in t.user_attrs})
+    return {"Gene importances (which gene, in which stage)": plot_importances(accuracy, plots_dir / "importances.png",
+                                                                              title),
+            "Accuracy by gene and stage (slice plot)": plot_slices(accuracy, plots_dir / "slices.png", title),
+            "Timeline of the trials": plot_timeline(phase1, plots_dir / "timeline.png", title)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,7 +150,7 @@ def export_command(study_name: str, run_dir: Path, rank: int = 1) -> str:
 
 
 def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Leaderboard, run_dir: Path,
-                    plots: Mapping[str, Path], truth: Table | None = None) -> str:
+                    plots: Mapping[str, Path | Skipped], truth: Table | None = None) -> str:
     attrs = phase1.user_attrs
     fid1, fid2 = attrs.get("fidelity_phase1"), attrs.get("fidelity_phase2")
     if phase2 is not None and phase2.user_attrs.get("fidelity_phase2"):
@@ -150,6 +163,8 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
         source = attrs.get("space_source")
         lines.append(f"- space: `{space}`" + (f" (`{source}`)" if source else ""))
     lines.append("- objectives: " + ", ".join(f"{o} ({_DIRECTIONS.get(o, '?')})" for o in objectives))
+    if attrs.get("sampler"):
+        lines.append(f"- sampler: {attrs['sampler']}")
     lines.append(f"- written: {now}")
     lines += ["", "## Leaderboard", ""]
     d1 = (fid1 or {}).get("data", "phase-1 data")
@@ -172,6 +187,9 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
     lines += ["## Fidelities", "", fidelity_markdown(fid1, fid2).rstrip("\n"), ""]
     lines += ["## Plots", ""]
     for caption, path in plots.items():
+        if isinstance(path, Skipped):
+            lines += [f"### {caption}", "", f"Not drawn: {path.reason}.", ""]
+            continue
         rel = path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
         lines += [f"### {caption}", "", f"![{caption}]({rel.as_posix()})", ""]
     lines += ["## Failed and pruned trials", ""]
@@ -206,5 +224,5 @@ def write_report(phase1_study: optuna.Study, phase2_study: optuna.Study | None, 
     return atomic_write_text(run_dir / REPORT_NAME, text)
 
 
-__all__ = ["write_report", "write_plots", "report_markdown", "fidelity_markdown", "export_command",
+__all__ = ["write_report", "write_plots", "gene_plots", "report_markdown", "fidelity_markdown", "export_command",
            "study_groundtruth"]

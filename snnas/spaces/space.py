@@ -1,4 +1,6 @@
-"""Search spaces as declarative TOML files (``search_spaces/<name>.toml``).
+"""Search spaces as declarative TOML files: the catalog ships inside the package
+(``snnas/spaces/catalog/<name>.toml``, read through ``importlib.resources`` so an installed wheel
+finds it as well as a checkout), and ``--space path.toml`` reads any other file.
 
 A space file names its builder, the genes it searches with their choices (which of them are
 chosen per stage), what it fixes, and the presets it enqueues as seeds::
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,8 @@ from snnas.genotype.vocabulary import (AUTO_STEM, BLOCK_NAMES, BRANCHES, EDGE_OP
 from snnas.presets import PRESETS, RESNET_LAYOUTS, get_preset
 from snnas.spaces.builders import BUILDERS, SpaceContext, Trial
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# Package data, not a folder beside the checkout: a wheel ships exactly what this names.
+CATALOG = "catalog"
 
 # The values each gene may take in any space file.
 GENE_VALUES: dict[str, tuple[str, ...]] = {
@@ -111,28 +115,37 @@ def _err(source: str, key: str, value: Any, allowed: str) -> SpaceError:
     return SpaceError(f"space file {source}: {key} = {excerpt(value)} is not allowed; expected {allowed}")
 
 
-def resolve_space_path(name_or_path: str) -> Path:
+def _catalog():
+    """The packaged space files' folder (a Traversable: a plain folder in a checkout or a wheel)."""
+    return resources.files("snnas.spaces") / CATALOG
+
+
+def list_spaces() -> list[str]:
+    """The names of the spaces that ship with the package."""
+    return sorted(f.name[:-len(".toml")] for f in _catalog().iterdir() if f.name.endswith(".toml") and f.is_file())
+
+
+def _space_text(name_or_path: str) -> tuple[str, str, str]:
+    """(source, default name, TOML text) of a packaged space name or a .toml path. A name is
+    looked up among the packaged names only, so ``--space ../x`` cannot reach outside the catalog."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SpaceError(f"space file {name_or_path}: not found")
-        return path
-    candidate = SPACES_DIR / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.toml")))
-        raise SpaceError(f"space {name_or_path!r} is unknown; known spaces: {known} (or give a .toml path)")
-    return candidate
-
-
-def list_spaces() -> list[str]:
-    return sorted(p.stem for p in SPACES_DIR.glob("*.toml"))
+        return str(path), path.stem, read_text(path, "space file", SpaceError)
+    known = list_spaces()
+    if name_or_path not in known:
+        raise SpaceError(f"space {name_or_path!r} is unknown; known spaces: {', '.join(known)} (or give a .toml path)")
+    entry = _catalog() / f"{name_or_path}.toml"
+    try:
+        return str(entry), name_or_path, entry.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # a broken installation, not a user error
+        raise SpaceError(f"packaged space {name_or_path!r} ({entry}) cannot be read: {exc}") from None
 
 
 def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     """Load and validate a space; ``resolution`` resolves ``stem = "auto"``."""
-    path = resolve_space_path(name_or_path)
-    source = str(path)
-    text = read_text(path, "space file", SpaceError)
+    source, stem, text = _space_text(name_or_path)
     try:
         doc = tomllib.loads(text)
     except RecursionError:
@@ -142,7 +155,7 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     for key in doc:
         if key not in _TOP_KEYS:
             raise _err(source, key, doc[key], "no such key; keys are " + ", ".join(sorted(_TOP_KEYS)))
-    name = doc.get("name", path.stem)
+    name = doc.get("name", stem)
     if not isinstance(name, str) or not name:
         raise _err(source, "name", name, "a non-empty string")
     builder = doc.get("builder")

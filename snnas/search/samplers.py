@@ -1,0 +1,38 @@
+"""Phase 1's samplers, by the name ``--sampler`` takes.
+
+``tpe`` is the default: multivariate TPE for one objective (it models the genes jointly), NSGA-II
+for several. ``random`` is random search, the baseline every NAS paper reports: a search that
+does not beat it has learnt nothing the space did not give away. Random search needs no model of
+the objectives, so it serves one objective or several alike.
+"""
+from __future__ import annotations
+
+import optuna
+
+from snnas.errors import SnnasError
+from snnas.search.storage import quiet_experimental
+
+SAMPLERS = ("tpe", "random")
+
+
+def check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise SnnasError(f"--sampler: {name!r} is unknown; choose from {', '.join(SAMPLERS)}")
+
+
+def sampler_name(name: str, objectives: int) -> str:
+    """The sampler that really runs, as a study records it (``tpe`` with several objectives is NSGA-II)."""
+    check_sampler(name)
+    return "nsga2" if name == "tpe" and objectives > 1 else name
+
+
+def make_sampler(name: str, objectives: int, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """A fresh sampler; ``trials`` (the phase's budget) sizes TPE's random start-up."""
+    kind = sampler_name(name, objectives)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    with quiet_experimental():  # multivariate TPE is marked experimental
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          n_startup_trials=max(4, trials // 4))
