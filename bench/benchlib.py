@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import torch
+
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json
 
@@ -97,3 +99,12 @@ def work_through(items: list, done: Callable[[], set], identity: Callable[[Any],
             run(item)
             ran += 1
     return ran
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU threads for this process (one each when two processes share two cores)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise SnnasError(f"--threads {threads}: expected an integer >= 1")
+    torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import SharedResults, work_through
+from benchlib import SharedResults, set_threads, work_through
 
 from snnas.cli import run_guarded
 from snnas.data import load_splits
@@ -188,10 +188,7 @@ def print_table(table: Table, expected: int | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SnnasError(f"--threads {args.threads}: expected an integer >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seeds = _ints(args.seeds, "seeds")
     depths = _ints(args.depths, "depths") if args.depths else None
     blocks = [b for b in args.blocks.split(",") if b] if args.blocks else None

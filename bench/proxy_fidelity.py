@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import SharedResults, work_through
+from benchlib import SharedResults, set_threads, work_through
 
 from snnas.cli import run_guarded
 from snnas.data import load_splits
@@ -227,10 +227,7 @@ def calibrate(names: list[str], table: Table, width: float, args: argparse.Names
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SnnasError(f"--threads {args.threads}: expected an integer >= 1")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     names = [n for n in args.settings.split(",") if n]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:

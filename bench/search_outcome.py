@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
-from benchlib import SharedResults, work_through
+from benchlib import SharedResults, set_threads, work_through
 from groundtruth import train_row
 
 from snnas.cli import run_guarded
@@ -148,8 +147,7 @@ def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args, search_args = parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     table = Table.read(args.table)
     ts = table.settings
     out = args.out or args.table.with_name(f"search_outcome_{slug(ts.get('data', 'data'))}.json")

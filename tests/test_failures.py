@@ -154,6 +154,23 @@ def test_interrupt_marks_the_trial_and_propagates(tmp_path):
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
 
 
+def test_an_interrupt_before_the_objective_starts_still_closes_the_trial(tmp_path, monkeypatch):
+    """Ctrl-C between taking a trial and training it (here: while the worker tags the trial)."""
+    storage = open_storage(f"sqlite:///{tmp_path}/f.db", heartbeat_interval=1, grace_period=3)
+    study = create_study_once(storage, "f", ["minimize"])
+    tag = storage.set_trial_system_attr
+
+    def interrupted_tag(trial_id, key, value):
+        tag(trial_id, key, value)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "set_trial_system_attr", interrupted_tag)
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, make_objective(-1, None), storage=storage, budget=3)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
+
+
 def test_is_out_of_memory_follows_causes():
     try:
         try:

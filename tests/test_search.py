@@ -1,6 +1,7 @@
 """The search on real (tiny) data: objective, dedupe, seeds, resume after SIGINT and SIGKILL."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -141,6 +142,25 @@ def test_dedupe_trains_each_network_once(tmp_path, tiny_space, cache_dir):
     assert first.user_attrs["seed_preset"] == "danet_a_resnet18"
 
 
+def _peek(db, query: str) -> int:
+    """A count from the search's SQLite file, read-only: opening it through Optuna while the search
+    is still creating it would race its schema creation (and could make the search fail)."""
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute(query).fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:  # no tables yet, or locked for a moment
+        return 0
+
+
+_RUNNING_REPORTED = ("SELECT COUNT(*) FROM trials t JOIN trial_intermediate_values v ON v.trial_id = t.trial_id "
+                     "WHERE t.state = 'RUNNING'")
+
+
 def _wait_mid_trial(tmp_path, name, proc, timeout=300):
     """Until one trial has finished and the next is running (so a signal most likely lands mid-trial)."""
     db = tmp_path / "runs" / name / "study.db"
@@ -148,14 +168,9 @@ def _wait_mid_trial(tmp_path, name, proc, timeout=300):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"search ended early: {proc.stdout.read()}")
-        if db.exists():
-            try:
-                study = _study(tmp_path, name)
-                running = study.get_trials(states=(TrialState.RUNNING,))
-                if study.get_trials(states=(TrialState.COMPLETE,)) and running:
-                    return
-            except Exception:  # the study may not exist yet
-                pass
+        if _peek(db, "SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'") \
+                and _peek(db, "SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'"):
+            return
         time.sleep(0.2)
     pytest.fail("no trial completed in time")
 
@@ -210,13 +225,8 @@ def _wait_for_epoch_of_running_trial(tmp_path, name, proc, timeout=300):
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"search ended early: {proc.stdout.read()}")
-        if db.exists():
-            try:
-                running = _study(tmp_path, name).get_trials(states=(TrialState.RUNNING,))
-                if any(t.intermediate_values for t in running):
-                    return
-            except Exception:  # the study may not exist yet
-                pass
+        if _peek(db, _RUNNING_REPORTED):
+            return
         time.sleep(0.1)
     pytest.fail("no trial reported an epoch in time")
 

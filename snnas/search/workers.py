@@ -229,35 +229,49 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
     announced_wait = False
     while timeout_s is None or time.monotonic() - start < timeout_s:
         asked = time.monotonic()
-        with lock:
-            acquired = time.monotonic()
-            summary.lock_wait_s += acquired - asked
-            try:
-                if interval:
-                    fail_dead_local_trials(study, log)
-                    with quiet_experimental():
-                        optuna.storages.fail_stale_trials(study)
-                finished, running = _count(study)
-                trial = _ask(study) if finished < budget and finished + running < budget else None
-            finally:
-                summary.lock_held_s += time.monotonic() - acquired
-        if finished >= budget:
-            break
-        if trial is None:
-            if not interval:
-                break  # no heartbeats: a RUNNING trial may belong to a dead worker; do not wait on it
-            if not announced_wait:
-                _logger.info("budget of %d taken by %d finished + %d running trials; waiting", budget, finished, running)
-                announced_wait = True
-            time.sleep(poll_s)
-            continue
-        announced_wait = False
-        frozen = _run_trial(study, storage, trial, run, catch, interval)
+        trial = None
+        try:
+            with lock:
+                acquired = time.monotonic()
+                summary.lock_wait_s += acquired - asked
+                try:
+                    if interval:
+                        fail_dead_local_trials(study, log)
+                        with quiet_experimental():
+                            optuna.storages.fail_stale_trials(study)
+                    finished, running = _count(study)
+                    trial = _ask(study) if finished < budget and finished + running < budget else None
+                finally:
+                    summary.lock_held_s += time.monotonic() - acquired
+            if finished >= budget:
+                break
+            if trial is None:
+                if not interval:
+                    break  # no heartbeats: a RUNNING trial may belong to a dead worker; do not wait on it
+                if not announced_wait:
+                    _logger.info("budget of %d taken by %d finished + %d running trials; waiting", budget, finished,
+                                 running)
+                    announced_wait = True
+                time.sleep(poll_s)
+                continue
+            announced_wait = False
+            frozen = _run_trial(study, storage, trial, run, catch, interval)
+        except KeyboardInterrupt:
+            if trial is not None:  # interrupted between taking the trial and training it: close it too
+                _close_interrupted(study, storage, trial)
+            raise
         summary.states[frozen.state.name] += 1
         for callback in callbacks:
             callback(study, frozen)
     summary.wall_s = time.monotonic() - start
     return summary
+
+
+def _close_interrupted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
+    """Fail a trial this worker holds as ``interrupted`` (a no-op once it is finished)."""
+    if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, run: Callable,
