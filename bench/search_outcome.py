@@ -34,7 +34,7 @@ from snnas.cli import run_guarded
 from snnas.cli.search import add_arguments, options_from
 from snnas.data import load_splits
 from snnas.errors import SnnasError
-from snnas.files import atomic_write_json
+from snnas.files import atomic_write_json, parse_json, read_text
 from snnas.fit import FitSettings, built_genotype
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, slug
@@ -162,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run_search(options, log=lambda msg: print(msg, flush=True)) if not args.report_only else None
         if result is not None:
             found += found_networks(result, mode, args.pareto_max)
-    if args.report_only and out.exists():
-        from snnas.files import parse_json, read_text
-
-        found = parse_json(read_text(out, "outcome", SnnasError), str(out), SnnasError)["found"]
+    earlier = parse_json(read_text(out, "outcome", SnnasError), str(out), SnnasError) if out.exists() else {}
+    if args.report_only:
+        found = list(earlier.get("found", []))
+    else:  # a run of one mode keeps what a run of the other mode found
+        found = [f for f in earlier.get("found", []) if f.get("mode") not in modes] + found
     in_table = {r["key"] for r in table.runs}
     splits = None
     todo = [(f, s) for f in found if f["key"] not in in_table for s in seeds]
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if mine:
             danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **summarize_runs(mine)})
     doc = {"format": OUTCOME_FORMAT, "table": str(args.table), "found": found, "danets": danets,
-           "search": {mode: vars(ns) | {"out": str(ns.out)} for mode, (_, ns) in plans.items()}}
+           "search": {**{m: v for m, v in (earlier.get("search") or {}).items() if m not in modes},
+                      **{mode: vars(ns) | {"out": str(ns.out)} for mode, (_, ns) in plans.items()}}}
     atomic_write_json(out, doc)
     plot = report(doc, table, out.with_suffix(".png"))
     print(f"results: {out}" + (f"\nplot: {plot}" if plot else ""))
