@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset name, genotype string or genotype JSON file")
     p.add_argument("--data", required=True, metavar="SPEC", help="data spec, e.g. fashion-10 or imagenet-20:ROOT")
     p.add_argument("--recipe", default="short", help="training recipe: short (a few epochs on small images), "
-                   "proxy (the search's), paper-imagenet, paper-ablation, paper-subset (default short)")
+                   "sprint (the search's proxy: short at twice the lr), proxy (the search's earlier proxy), paper-imagenet, "
+                   "paper-ablation, paper-subset (default short)")
     p.add_argument("--epochs", metavar="N[,M]", help="epochs of the first phase (later phases scale with it), "
                    "or one number per phase (default: the recipe's)")
     p.add_argument("--timesteps", metavar="T[,T2]", help="time steps of each phase, e.g. 1,4 trains at T=1 then "
