@@ -80,13 +80,12 @@ def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
     if mode == "acc":
         trials = list(result.promoted)
     else:
-        front = sorted(result.phase1.best_trials, key=lambda t: -t.values[0])
-        trials = front[:pareto_max]
+        trials = sorted(result.phase1.best_trials, key=lambda t: -t.values[0])
     out, seen = [], set()
     for t in trials:
         genotype = t.user_attrs["canonical"]
         key = t.user_attrs["key"]
-        if key not in seen:
+        if key not in seen and (mode == "acc" or len(seen) < pareto_max):  # at most pareto_max networks, not trials
             seen.add(key)
             out.append({"key": key, "genotype": genotype, "mode": mode, "phase1_acc": t.values[0],
                         "phase1_sops": t.user_attrs.get("sops"), "seed_preset": t.user_attrs.get("seed_preset")})
