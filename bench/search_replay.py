@@ -40,6 +40,7 @@ from snnas.files import atomic_write_json, parse_json, read_text
 from snnas.fit import FitSettings, built_genotype
 from snnas.groundtruth import Table
 from snnas.plots.files import plt, save_png
+from snnas.search.samplers import make_sampler
 from snnas.spaces import Space, load_space
 
 REPLAY_FORMAT = "snnas-search-replay/1"
@@ -79,23 +80,21 @@ class Strategy:
     promote: int = 0  # the funnel's phase 2
 
 
-def _tpe(seed: int) -> optuna.samplers.BaseSampler:
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
+def _search_sampler(name: str, trials: int) -> Callable[[int], optuna.samplers.BaseSampler]:
+    """The sampler a search with ``--sampler name`` and this budget builds (one objective)."""
+    return lambda seed: make_sampler(name, 1, seed, trials)
 
 
-STRATEGIES = (
-    Strategy("random", lambda seed: optuna.samplers.RandomSampler(seed=seed)),
-    Strategy("tpe", _tpe),
-    Strategy("tpe+hyperband", _tpe, hyperband_eta=3),
-    Strategy("funnel K=3, eta=3", _tpe, hyperband_eta=3, promote=3),
-    Strategy("funnel K=5, eta=3", _tpe, hyperband_eta=3, promote=5),
-    Strategy("funnel K=3, eta=2", _tpe, hyperband_eta=2, promote=3),
-)
+def strategies(trials: int) -> tuple[Strategy, ...]:
+    tpe = _search_sampler("tpe", trials)
+    return (
+        Strategy("random", _search_sampler("random", trials)),
+        Strategy("tpe", tpe),
+        Strategy("tpe+hyperband", tpe, hyperband_eta=3),
+        Strategy("funnel K=3, eta=3", tpe, hyperband_eta=3, promote=3),
+        Strategy("funnel K=5, eta=3", tpe, hyperband_eta=3, promote=5),
+        Strategy("funnel K=3, eta=2", tpe, hyperband_eta=2, promote=3),
+    )
 
 
 @dataclass
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(truth)} networks; best {best} ({100 * truth[best]:.2f}%); within the noise ({100 * noise:.2f} "
           f"points): {len(near)}; one unit = {unit_s:.0f} s of full training; target: <= {budget:.1f} units")
     rows, regrets = [], {}
-    for strategy in STRATEGIES:
+    for strategy in strategies(args.trials):
         found, within, spent, curves = [], [], [], []
         for rep in range(args.reps):
             ledger = replay_once(strategy, rep, space, key_of, one, two, args.trials, unit_s)

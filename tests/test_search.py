@@ -16,23 +16,13 @@ from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.objective import SearchObjective
 from snnas.spaces import load_space
+from search_helpers import tiny_space
 
 TINY = ["--data", "fashion-2", "--train-per-class", "16", "--train-per-class2", "16", "--val-per-class", "8",
         "--resolution", "16", "--width-mult", "0.0625", "--epochs", "2", "--epochs2", "1", "--batch-size", "16",
         "--no-progress", "--no-report"]
 
-TINY_SPACE = """
-name = "tiny"
-builder = "resnet_stages"
-[fixed]
-stem = "small"
-[genes]
-depth = ["18"]
-block = ["pa_a", "sew"]
-connect = ["chain", "dense_add"]
-[seeds]
-presets = ["danet_a_resnet18"]
-"""
+TINY_SPACE = tiny_space(("pa_a", "sew"))
 
 
 @pytest.fixture(scope="module")

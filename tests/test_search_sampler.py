@@ -15,22 +15,11 @@ from snnas.cli.search import add_arguments, options_from
 from snnas.data import FASHION_DEFAULT_DIR
 from snnas.errors import SnnasError
 from snnas.search.funnel import SearchOptions, make_sampler, run_search
+from search_helpers import tiny_space
 
 needs_fashion = pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
 
-TINY_SPACE = """
-name = "tiny"
-builder = "resnet_stages"
-[fixed]
-stem = "small"
-[genes]
-depth = ["18"]
-block = ["pa_a", "sew", "origin"]
-connect = ["chain", "dense_add"]
-per_stage = ["block"]
-[seeds]
-presets = ["danet_a_resnet18"]
-"""
+TINY_SPACE = tiny_space(("pa_a", "sew", "origin"), per_stage=True)
 
 
 def tiny_options(tmp_path, **kw) -> SearchOptions:
