@@ -1,6 +1,6 @@
 """Trials per minute with 1, 2 and 3 local workers on one study, SQLite and PostgreSQL.
 
-Each worker process runs the synthetic objective (``python -m snnas.search.workers``): every trial
+Each worker process runs the synthetic objective (``python -m snnas.search.synthetic``): every trial
 sleeps ``--epochs`` x ``--epoch-s`` seconds and reports each epoch, with no network and no dedupe,
 so what is left of a trial's time is the storage and Optuna. The figures are ratios against one
 worker on the same storage in the same run; "efficiency" compares with the sleep-only ideal
@@ -26,12 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_config(url: str, workers: int, trials: int, epochs: int, epoch_s: float, tmp: Path) -> dict:
     """Start ``workers`` processes on a fresh study, release them together, time the budget."""
-    from snnas.search.storage import create_study_once, open_storage
+    from snnas.study.storage import create_study_once, open_storage
 
     study = f"bench-{workers}w"
     create_study_once(open_storage(url), study, ["maximize"])
     go = tmp / f"go-{study}"
-    cmd = [sys.executable, "-m", "snnas.search.workers", "--storage", url, "--study", study,
+    cmd = [sys.executable, "-m", "snnas.search.synthetic", "--storage", url, "--study", study,
            "--budget", str(trials), "--epochs", str(epochs), "--epoch-s", str(epoch_s),
            "--no-dedupe", "--pruner", "none", "--wait-for", str(go), "--poll-s", "0.05"]
     procs = [subprocess.Popen(cmd + ["--seed", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import optuna
 
-    from snnas.search.storage import redact_url
+    from snnas.redact import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

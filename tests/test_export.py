@@ -26,9 +26,10 @@ def _quiet():
 
 
 def save_tiny(run_dir: Path, net: str, phase: str, fidelity: dict) -> Path:
-    """The model file the objective would have written for ``net`` in ``phase``."""
+    """The weights the objective would have stored for ``net`` in ``phase`` (the store's file for
+    the artifact id that ``make_search`` records)."""
     model = snnas.build_model(canonical(net), num_classes=3, in_channels=1, timesteps=1, width_mult=0.5)
-    path = run_dir / "models" / f"{key(net)}-{phase}.pt"
+    path = run_dir / "artifacts" / f"id-{key(net)}-{phase}"
     snnas.save_model(path, model, extra={"val_acc": 0.5, "fidelity": fidelity, "trial": 0, "study": STUDY})
     return path
 
@@ -40,8 +41,8 @@ def search(tmp_path):
     save_tiny(made["run_dir"], "B", "phase2", FID2)  # rank 1: phase-2 weights
     save_tiny(made["run_dir"], "C", "phase1", FID1)  # rank 3: phase 1 only
     # rank 2 (D) points at a file that holds another network; rank 4 (A) has no file at all
-    (made["run_dir"] / "models" / f"{key('D')}-phase2.pt").write_bytes(
-        (made["run_dir"] / "models" / f"{key('C')}-phase1.pt").read_bytes())
+    (made["run_dir"] / "artifacts" / f"id-{key('D')}-phase2").write_bytes(
+        (made["run_dir"] / "artifacts" / f"id-{key('C')}-phase1").read_bytes())
     return {"runs": runs, **made}
 
 
@@ -64,7 +65,7 @@ def test_export_best_writes_genotype_weights_picture_and_card(search, capsys):
     assert (target / "genotype.json").read_text() == g.to_json(indent=2) + "\n"
     model = snnas.load_model(target / "model.pt")
     assert model.genotype == g and model.num_classes == 3
-    assert (target / "model.pt").read_bytes() == (search["run_dir"] / "models" / f"{key('B')}-phase2.pt").read_bytes()
+    assert (target / "model.pt").read_bytes() == (search["run_dir"] / "artifacts" / f"id-{key('B')}-phase2").read_bytes()
     assert_png(target / "architecture.png")
 
     card = (target / "card.md").read_text()
@@ -103,8 +104,11 @@ def test_export_again_replaces_the_earlier_export(search):
 @pytest.mark.parametrize("args, message", [
     (["--rank", "0"], "--rank 0: study 'toy' ranks 4 networks; choose 1..4"),
     (["--rank", "5"], "--rank 5: study 'toy' ranks 4 networks; choose 1..4"),
-    (["--rank", "2"], "holds network"),  # the file belongs to another network
-    (["--rank", "4"], "is missing"),
+    (["--rank", "2"], "the stored weights hold network"),  # the file belongs to another network
+    (["--rank", "4"], "is not in the artifact store"),
+    (["--artifacts", "/nonexistent/store"], "the artifact store /nonexistent/store does not exist"),
+    (["--artifacts", "ftp://host/x"], "ftp:// is not a supported store"),
+    (["--artifacts", "s3://No_Such"], "'No_Such' is not an S3 bucket name"),
     (["--storage", "mysql://u:secret@host/db"], "unsupported scheme 'mysql'"),
 ])
 def test_user_errors_end_in_one_line(search, capsys, args, message):

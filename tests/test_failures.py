@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from snnas.errors import Diverged
-from snnas.search.failures import (
+from snnas.study.failures import (
     FAILURE_CATCH,
     TrialFailed,
     failures_markdown,
@@ -18,8 +18,8 @@ from snnas.search.failures import (
     is_out_of_memory,
     list_failures,
 )
-from snnas.search.storage import create_study_once, open_storage
-from snnas.search.workers import run_worker
+from snnas.study.storage import create_study_once, open_storage
+from snnas.study.workers import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
@@ -184,7 +184,7 @@ def test_is_out_of_memory_follows_causes():
 
 
 def test_failures_markdown_lists_reasons():
-    from snnas.search.failures import FailureRecord
+    from snnas.study.failures import FailureRecord
 
     table = failures_markdown([FailureRecord(3, "FAIL", "oom", key="k|1"), FailureRecord(5, "PRUNED", "diverged")])
     assert "| 3 | fail | oom | k|1 |" in table and "| 5 | pruned | diverged |  |" in table

@@ -13,7 +13,7 @@ from snnas.fit import FitSettings, GenotypeFit, built_genotype
 from snnas.presets import get_preset
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity
-from snnas.search.objective import SearchObjective
+from snnas.search.objective import MODEL_FILE, SearchObjective
 from snnas.spaces import load_space
 
 pytestmark = [pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed"),
@@ -61,7 +61,7 @@ def test_search_objective_and_retrain_train_identical_weights(tmp_path, cache_di
     assert searched.startswith("if|half64|")  # the space's `auto` stem is the one stem policy
 
     assert retrain.main(_retrain_argv(searched, 3, tmp_path / "same", cache_dir)) == 0
-    ours, theirs = _state(tmp_path / "run" / trial.user_attrs["model_path"]), _state(tmp_path / "same" / "model.pt")
+    ours, theirs = _state(objective.work_dir(trial.user_attrs["key"]) / MODEL_FILE), _state(tmp_path / "same" / "model.pt")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), "a search trial and retrain trained different weights"
 

@@ -12,7 +12,7 @@ import pytest
 
 from snnas.cli import main
 from snnas.data import FASHION_DEFAULT_DIR
-from snnas.search import workers
+from snnas.search import synthetic
 from snnas.redact import redact_text, redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,8 +75,8 @@ COMMANDS = {  # every entry point that takes a storage URL: (in-process call, th
     "export": (lambda url, tmp: (main, ["export", "--study", "s", "--storage", url, "--out", str(tmp / "exports")]),
                lambda url, tmp: [sys.executable, "scripts/export.py", "--study", "s", "--storage", url,
                                  "--out", str(tmp / "exports")]),
-    "workers": (lambda url, tmp: (workers.main, ["--storage", url, "--study", "s", "--budget", "1"]),
-                lambda url, tmp: [sys.executable, "-m", "snnas.search.workers", "--storage", url, "--study", "s",
+    "workers": (lambda url, tmp: (synthetic.main, ["--storage", url, "--study", "s", "--budget", "1"]),
+                lambda url, tmp: [sys.executable, "-m", "snnas.search.synthetic", "--storage", url, "--study", "s",
                                   "--budget", "1"]),
     "search": (lambda url, tmp: (main, _search_argv(url, tmp)),
                lambda url, tmp: [sys.executable, "scripts/search.py", *_search_argv(url, tmp)[1:]]),

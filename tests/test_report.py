@@ -55,7 +55,7 @@ def attrs(net: str, phase: str, acc: float | None, sops: float, **extra) -> dict
            "firing_rates": {name: round(0.05 + 0.02 * i + sops / 1e7, 5) for i, name in enumerate(LAYERS)},
            "wall_s": 1.5, "epochs_run": fid["epochs"]}
     if acc is not None:
-        out.update(val_acc=acc, model_path=f"models/{c.key}-{phase}.pt")
+        out.update(val_acc=acc, model_artifact=f"id-{c.key}-{phase}")
     out.update(extra)
     return out
 
@@ -137,7 +137,7 @@ def test_phase2_first_then_phase1_one_row_per_network(tmp_path):
     # phase-2 rows carry both accuracies and the phase-2 run's metrics (the exported weights)
     assert (b.phase1_acc, b.phase2_acc) == (0.80, 0.75) and b.sops == 2.5e5 and b.phase1_trial == 1
     assert (d.phase1_acc, d.phase2_acc) == (0.90, 0.65)  # phase 2 outranks a better proxy score
-    assert (c.phase1_acc, c.phase2_acc) == (0.70, None) and c.model_path == f"models/{key('C')}-phase1.pt"
+    assert (c.phase1_acc, c.phase2_acc) == (0.70, None) and c.model_artifact == f"id-{key('C')}-phase1"
     assert a.names == ("danet_a_resnet18",) and a.trial == 0  # the twin reused trial 0: no row of its own
     assert a.phase1_acc == 0.60
     assert b.name == "danet_c_resnet18" and c.names == ()
@@ -178,7 +178,7 @@ def test_terminal_table_shortens_what_does_not_fit():
                       "bottleneck.origin.32x3.s2.chain"])
     row = Row(rank=1, genotype=wide, key="0123456789abcdef", names=(), phase1_acc=0.5, phase2_acc=None,
               params=123456789, sops=9.87e9, energy_mj=12.5, firing_rate=0.123, phase="phase1", trial=0,
-              phase1_trial=0, model_path=None, fidelity=None)
+              phase1_trial=0, model_artifact=None, fidelity=None)
     text = format_terminal(Leaderboard(rows=(row,), phase1=PhaseCounts(complete=1, networks=1), phase2=None))
     assert all(len(line) <= 100 for line in text.splitlines())
     line = text.splitlines()[2]

@@ -12,9 +12,10 @@ from optuna.trial import TrialState
 
 from snnas.data import load_splits
 from snnas.fit import FitSettings
+from snnas.search.attrs import NAMES
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
-from snnas.search.objective import SearchObjective
+from snnas.search.objective import MODEL_FILE, SearchObjective
 from snnas.spaces import load_space
 from search_helpers import tiny_space
 
@@ -56,10 +57,12 @@ def test_objective_with_fixed_trial(tmp_path, tiny_space, cache_dir):
     assert "dense_add" not in attrs["canonical"]  # sew + dense_add folds to its chain
     assert attrs["params"] > 0 and attrs["sops"] > 0 and 0 <= attrs["firing_rate"] <= 1
     assert attrs["fidelity"] == fid.key and attrs["phase"] == "phase1" and attrs["val_acc"] == value
-    assert (tmp_path / attrs["model_path"]).is_file()
+    assert set(attrs) <= NAMES  # every attribute the objective writes is a field of the one record
+    weights = objective.work_dir(attrs["key"]) / MODEL_FILE
+    assert weights.is_file() and "model_artifact" not in attrs  # no study, no artifact store: weights stay here
     from snnas import load_model
 
-    assert load_model(tmp_path / attrs["model_path"]).genotype.to_str() == attrs["canonical"]
+    assert load_model(weights).genotype.to_str() == attrs["canonical"]
 
 
 def test_seed_presets_train_to_the_end_under_a_pruner_that_prunes_everything(tmp_path, tiny_space, cache_dir):

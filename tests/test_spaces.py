@@ -7,7 +7,7 @@ import pytest
 from snnas import get_preset
 from snnas.errors import SpaceError
 from snnas.search.funnel import enqueue_seeds
-from snnas.search.storage import LocalLock
+from snnas.study.locks import LocalLock
 from snnas.spaces import list_spaces, load_space
 from snnas.spaces.builders import BUILDERS, register_builder
 

@@ -12,17 +12,16 @@ import pytest
 from optuna.storages import JournalStorage, RDBStorage
 
 from snnas.errors import StorageError
-from snnas.search.storage import (
+from snnas.study.storage import (
     check_storage,
     create_study_once,
     describe_storage,
     load_existing_study,
     open_storage,
     parse_storage_url,
-    redact_text,
-    redact_url,
-    study_lock,
 )
+from snnas.redact import redact_text, redact_url
+from snnas.study.locks import study_lock
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -200,13 +199,13 @@ def test_check_storage(tmp_path):
 
 def test_check_command_line_exit_codes(tmp_path):
     bad = "mysql://root:Sup3rSecret@localhost/db"
-    proc = subprocess.run([sys.executable, "-m", "snnas.search.storage", "--check", bad],
+    proc = subprocess.run([sys.executable, "-m", "snnas.study.storage", "--check", bad],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr == ("snnas: error: storage mysql://root:***@localhost/db: unsupported scheme 'mysql'; use "
                            "sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DATABASE, journal:///PATH "
                            "or a plain file path (SQLite)\n")
     assert "Sup3rSecret" not in proc.stdout
-    ok = subprocess.run([sys.executable, "-m", "snnas.search.storage", "--check", f"sqlite:///{tmp_path}/a.db"],
+    ok = subprocess.run([sys.executable, "-m", "snnas.study.storage", "--check", f"sqlite:///{tmp_path}/a.db"],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: ")

@@ -17,8 +17,10 @@ import pytest
 from optuna.trial import TrialState
 
 from snnas.search.dedupe import Dedupe, find, lookup
-from snnas.search.storage import create_study_once, open_storage, study_lock
-from snnas.search.workers import SyntheticObjective, run_worker, synthetic_accuracy, synthetic_key
+from snnas.study.locks import study_lock
+from snnas.study.storage import create_study_once, open_storage
+from snnas.search.synthetic import SyntheticObjective, synthetic_accuracy, synthetic_key
+from snnas.study.workers import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # The tests drive study.ask() by hand on heartbeat storages, as the workers do.
@@ -45,7 +47,7 @@ def load_trials(url: str) -> list[optuna.trial.FrozenTrial]:
 def start_workers(url: str, n: int, budget: int, trace_dir: Path, go: Path, *extra: str) -> list[subprocess.Popen]:
     procs = []
     for seed in range(n):
-        cmd = [sys.executable, "-m", "snnas.search.workers", "--storage", url, "--study", STUDY,
+        cmd = [sys.executable, "-m", "snnas.search.synthetic", "--storage", url, "--study", STUDY,
                "--budget", str(budget), "--trace-dir", str(trace_dir), "--wait-for", str(go),
                "--seed", str(seed), "--heartbeat-interval", str(HEARTBEAT), "--grace-period", str(GRACE),
                "--poll-s", "0.1", *extra]
@@ -228,7 +230,7 @@ def test_dedupe_claims_then_reuses(tmp_path):
     _, study, dedupe = _dedupe_study(tmp_path)
     first = study.ask()
     assert dedupe.claim(first, "k1", 4) is None
-    first.set_user_attr("params_count", 123)
+    first.set_user_attr("params", 123)
     study.tell(first, 0.75)
     assert lookup(study, "k1", 4) == 0.75
     assert lookup(study, "k1", 8) is None  # another fidelity is another evaluation
@@ -237,7 +239,7 @@ def test_dedupe_claims_then_reuses(tmp_path):
     assert dedupe.claim(second, "k1", 4) == 0.75
     study.tell(second, 0.75)
     reused = study.get_trials()[1]
-    assert reused.user_attrs["dedupe_of"] == 0 and reused.user_attrs["params_count"] == 123
+    assert reused.user_attrs["dedupe_of"] == 0 and reused.user_attrs["params"] == 123
     other = study.ask()
     assert dedupe.claim(other, "k1", 8) is None
 

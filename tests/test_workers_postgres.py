@@ -10,7 +10,7 @@ import pytest
 
 from pg import ROLE_PASSWORD, free_port
 from snnas.errors import StorageError
-from snnas.search.storage import check_storage, open_storage
+from snnas.study.storage import check_storage, open_storage
 from test_workers import STUDY, concurrent_scenario, kill_scenario
 
 pytestmark = [pytest.mark.postgres,
@@ -29,7 +29,7 @@ def test_workers_racing_to_create_one_study_on_an_empty_database(postgres_url):
     """Tables and study are created by whoever wins; the others load what it made."""
     code = textwrap.dedent(f"""
         import sys, time
-        from snnas.search.storage import open_storage, create_study_once
+        from snnas.study.storage import open_storage, create_study_once
         url, go = sys.argv[1], float(sys.argv[2])
         while time.time() < go:
             time.sleep(0.001)
@@ -85,13 +85,13 @@ def test_missing_database(postgres_server):
 
 def test_check_command_exit_codes(postgres_server, postgres_url):
     bad = postgres_server.url("postgres", password="An0ther-Wr0ng")
-    proc = subprocess.run([sys.executable, "-m", "snnas.search.storage", "--check", bad],
+    proc = subprocess.run([sys.executable, "-m", "snnas.study.storage", "--check", bad],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("snnas: error: storage postgresql://snnas:***@")
     assert "An0ther-Wr0ng" not in proc.stderr + proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "snnas.search.storage", "--check", postgres_url],
+    proc = subprocess.run([sys.executable, "-m", "snnas.study.storage", "--check", postgres_url],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"ok: postgresql://snnas:***@127.0.0.1:{postgres_server.port}/" \

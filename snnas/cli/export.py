@@ -10,7 +10,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None,
                    help="sqlite:///F, postgresql://..., journal:///F (default RUNS/<study>/study.db)")
     p.add_argument("--runs", type=Path, default=Path("runs"),
-                   help="the search's output root, holding <study>/models/ (default runs)")
+                   help="the search's output root, holding <study>/study.db and <study>/artifacts/ (default runs)")
+    p.add_argument("--artifacts", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help="the study's artifact store (default: the one the study records, else RUNS/<study>/artifacts)")
     p.add_argument("--rank", type=int, default=1, help="which network of the final ranking (default 1, the best)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="writes DIR/<key>/")
     p.add_argument("--nir", action="store_true", help="also write net.nir, the network in NIR (pip install 'snnas[nir]')")
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from snnas.search.export import export_network, open_search
 
     check_output_dir(args.out, "--out", SnnasError)
-    searches = open_search(args.study, args.storage, args.runs)
+    searches = open_search(args.study, args.storage, args.runs, args.artifacts)
     result = export_network(searches, args.rank, args.out, nir=args.nir, resolution=args.resolution)
     row = result.row
     name = " = ".join(row.names) if row.names else row.genotype

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-seed", type=int, default=0, help="seed of the class choice and the val split")
     p.add_argument("--study", default=None, help="study name (default: the space's name)")
     p.add_argument("--storage", default=None, help="sqlite:///F, postgresql://..., journal:///F (default runs/<study>/study.db)")
+    p.add_argument("--artifacts", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help="where trial weights and checkpoints go, shared by every worker of the study "
+                        "(default: the study's recorded store, else runs/<study>/artifacts); s3:// needs boto3")
     p.add_argument("--trials", type=int, default=20, help="phase-1 trials to finish (seeds included)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds (per phase)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="output root (runs/<study>/...)")
@@ -59,7 +62,7 @@ def options_from(args: argparse.Namespace):
     from snnas.search.funnel import SearchOptions
 
     return SearchOptions(
-        space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, out=args.out,
+        space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, artifacts=args.artifacts, out=args.out,
         trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, data_seed=args.data_seed,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
         max_sops=args.max_sops,

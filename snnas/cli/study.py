@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from snnas.search.storage import check_storage
+    from snnas.study.storage import check_storage
 
     print(check_storage(args.url))
     return 0

@@ -1,5 +1,5 @@
-"""Architecture search: storage, workers, failure policy and dedupe shared by every search.
+"""The architecture search: objective, dedupe, funnel, leaderboard, report and export.
 
-Import the submodules directly (``snnas.search.storage``, ``snnas.search.workers``, ...); this
-package imports nothing at import time, so ``import snnas.search`` stays cheap and torch-free.
+It runs on the study plumbing of :mod:`snnas.study` (storage, locks, workers, failures). Import
+the submodules directly; this package imports nothing at import time.
 """

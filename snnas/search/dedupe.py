@@ -8,7 +8,7 @@ leaderboard noisy. So a trial first *claims* its ``(key, fidelity)`` under the s
 - a finished trial with that key and fidelity exists → reuse its value (the trial records
   ``dedupe_of``), or prune if that earlier evaluation was pruned;
 - another running trial holds the claim → wait for it, then reuse (or, if it failed, claim anew);
-- otherwise the trial stores ``key`` and ``fidelity`` as user attributes — that is the claim —
+- otherwise the trial stores ``key`` and ``fidelity`` as user attributes (:class:`~snnas.search.attrs.TrialAttrs`) — that is the claim —
   and trains.
 
 The claim lives in Optuna's own trial table, so it needs no extra table and survives restarts;
@@ -24,21 +24,17 @@ from typing import Any, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from snnas.search.failures import REASON_ATTR
-from snnas.search.storage import StudyLock, LocalLock
+from snnas.search.attrs import TrialAttrs, copy_attrs, set_attrs
+from snnas.study.locks import LocalLock, StudyLock
 
 _logger = logging.getLogger(__name__)
 
-KEY_ATTR = "key"
-FIDELITY_ATTR = "fidelity"
-REUSED_ATTR = "dedupe_of"
 _HOLDING_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-# Attributes that describe one particular run, not the architecture: not copied to a reuse.
-_RUN_ONLY_ATTRS = {KEY_ATTR, FIDELITY_ATTR, REUSED_ATTR, REASON_ATTR, "fail_detail", "wall_s"}
 
 
 def _matches(trial: FrozenTrial, key: str, fidelity: Any) -> bool:
-    return trial.user_attrs.get(KEY_ATTR) == key and trial.user_attrs.get(FIDELITY_ATTR) == fidelity
+    attrs = TrialAttrs.of(trial)
+    return attrs.key == key and attrs.fidelity == fidelity
 
 
 def find(study: optuna.Study, key: str, fidelity: Any,
@@ -67,7 +63,7 @@ def lookup(study: optuna.Study, key: str, fidelity: Any) -> float | list[float] 
 class Dedupe:
     """Claims ``(key, fidelity)`` for a trial; see the module docstring.
 
-    ``lock`` must be the study's cross-process lock (:func:`snnas.search.storage.study_lock`)
+    ``lock`` must be the study's cross-process lock (:func:`snnas.study.locks.study_lock`)
     when several processes share the study.
     """
 
@@ -91,8 +87,7 @@ class Dedupe:
                         optuna.storages.fail_stale_trials(self.study)
                 holder = self._holder(trial.number, key, fidelity)
                 if holder is None:
-                    trial.set_user_attr(KEY_ATTR, key)
-                    trial.set_user_attr(FIDELITY_ATTR, fidelity)
+                    set_attrs(trial, key=key, fidelity=fidelity)
                     return None
             if holder.state == TrialState.RUNNING:
                 if waited_on != holder.number:
@@ -112,14 +107,10 @@ class Dedupe:
         return min(candidates, key=lambda t: (_HOLDING_STATES.index(t.state), t.number))
 
     def _reuse(self, trial: optuna.Trial, earlier: FrozenTrial, key: str, fidelity: Any) -> float | list[float]:
-        for name, value in earlier.user_attrs.items():
-            if name not in _RUN_ONLY_ATTRS:
-                trial.set_user_attr(name, value)
-        trial.set_user_attr(KEY_ATTR, key)
-        trial.set_user_attr(FIDELITY_ATTR, fidelity)
-        trial.set_user_attr(REUSED_ATTR, earlier.number)
+        copy_attrs(trial, earlier.user_attrs)
+        set_attrs(trial, key=key, fidelity=fidelity, dedupe_of=earlier.number)
         if earlier.state == TrialState.PRUNED:
-            trial.set_user_attr(REASON_ATTR, f"same key as pruned trial {earlier.number}")
+            set_attrs(trial, fail_reason=f"same key as pruned trial {earlier.number}")
             raise optuna.TrialPruned(f"same key as pruned trial {earlier.number}")
         _logger.info("trial %d reuses trial %d (key %s, fidelity %s)", trial.number, earlier.number, key, fidelity)
         return result_of(earlier)

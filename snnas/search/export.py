@@ -24,6 +24,8 @@ from optuna.trial import FrozenTrial
 from snnas.errors import SnnasError, StorageError
 from snnas.search.leaderboard import Leaderboard, Row, build_leaderboard, fmt_acc, fmt_count, fmt_float
 from snnas.files import atomic_write_text, shared_mode
+from snnas.study.artifacts import (DEFAULT_DIR_NAME, STORE_ATTR, ArtifactStore, ArtifactStoreError,
+                                   open_artifact_store, parse_artifact_location)
 
 PHASE2_SUFFIX = ".phase2"  # snnas.search.funnel.PHASE2_SUFFIX (the funnel imports the trainer; this does not)
 DEFAULT_RUNS = Path("runs")
@@ -42,6 +44,7 @@ class SearchStudies:
     phase2: optuna.Study | None
     run_dir: Path
     storage_display: str
+    artifacts: ArtifactStore
 
     @property
     def name(self) -> str:
@@ -64,10 +67,12 @@ def _study_dirs(runs: Path) -> list[str]:
     return sorted(p.name for p in runs.iterdir() if (p / "study.db").is_file())
 
 
-def open_search(study: str, storage: str | None = None, runs: str | os.PathLike = DEFAULT_RUNS) -> SearchStudies:
+def open_search(study: str, storage: str | None = None, runs: str | os.PathLike = DEFAULT_RUNS,
+                artifacts: str | os.PathLike | None = None) -> SearchStudies:
     """Load study ``study`` (and ``study.phase2``) without creating anything: a wrong name or a
-    wrong storage is an error, not a new empty study."""
-    from snnas.search.storage import describe_storage, open_storage, parse_storage_url
+    wrong storage is an error, not a new empty study. Its files are read from ``artifacts``, else
+    the store the study records, else ``runs/<study>/artifacts``."""
+    from snnas.study.storage import describe_storage, open_storage, parse_storage_url
 
     runs = Path(runs)
     if not study or not study.strip():
@@ -98,7 +103,12 @@ def open_search(study: str, storage: str | None = None, runs: str | os.PathLike 
         phase1 = optuna.load_study(study_name=study, storage=handle)
         phase2 = optuna.load_study(study_name=study + PHASE2_SUFFIX, storage=handle) \
             if study + PHASE2_SUFFIX in names else None
-    return SearchStudies(phase1, phase2, runs / study, display)
+    given = parse_artifact_location(artifacts) if artifacts is not None else None
+    location = given or parse_artifact_location(phase1.user_attrs.get(STORE_ATTR) or runs / study / DEFAULT_DIR_NAME)
+    if not location.is_s3 and not location.path.is_dir():
+        raise ExportError(f"the artifact store {location.text} does not exist (pass --artifacts where the "
+                          "workers stored the study's files)")
+    return SearchStudies(phase1, phase2, runs / study, display, open_artifact_store(location))
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,15 +234,13 @@ def pick(board: Leaderboard, rank: int, study: str) -> Row:
     return board.rows[rank - 1]
 
 
-def _model_file(row: Row, searches: SearchStudies) -> Path:
-    if not row.model_path:
-        raise ExportError(f"rank {row.rank} ({row.key}): trial {row.trial} recorded no model file")
-    path = Path(row.model_path)
-    path = path if path.is_absolute() else searches.run_dir / path
-    if not path.is_file():
-        raise ExportError(f"rank {row.rank} ({row.key}): model file {path} is missing (it is written on the "
-                          "machine that ran the trial; copy that run directory here or pass --runs DIR)")
-    return path
+def _fetch_weights(row: Row, searches: SearchStudies, dest: Path) -> None:
+    if not row.model_artifact:
+        raise ExportError(f"rank {row.rank} ({row.key}): trial {row.trial} recorded no weights")
+    try:
+        searches.artifacts.download(row.model_artifact, dest, what=f"rank {row.rank} ({row.key}): the weights")
+    except ArtifactStoreError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -269,7 +277,6 @@ def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike, n
 
     board = build_leaderboard(searches.phase1, searches.phase2)
     row = pick(board, rank, searches.name)
-    source = _model_file(row, searches)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -278,12 +285,12 @@ def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike, n
     final = out / row.key
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{row.key}.tmp-"))
     try:
-        shutil.copyfile(source, tmp / "model.pt")
+        _fetch_weights(row, searches, tmp / "model.pt")
         model = load_model(tmp / "model.pt")
         genotype = model.genotype
         if genotype.canonical().key != row.key:
-            raise ExportError(f"rank {row.rank}: {source} holds network {genotype.canonical().key}, not {row.key} "
-                              "(the run directory does not belong to this study)")
+            raise ExportError(f"rank {row.rank}: the stored weights hold network {genotype.canonical().key}, "
+                              f"not {row.key} (the artifact store does not belong to this study)")
         extra = read_model_file(tmp / "model.pt").get("extra") or {}
         weights_fidelity = extra.get("fidelity") if isinstance(extra.get("fidelity"), Mapping) else None
         atomic_write_text(tmp / "genotype.json", genotype.to_json(indent=2) + "\n")

@@ -22,10 +22,13 @@ from snnas.search import defaults, samplers
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.leaderboard import summarize
-from snnas.search.objective import GENOTYPE_ATTR, Screen, SearchObjective
+from snnas.search.attrs import TrialAttrs, attrs_dict
+from snnas.search.objective import Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
-from snnas.search.storage import create_study_once, describe_storage, open_storage, study_lock
-from snnas.search.workers import run_worker
+from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
+from snnas.study.locks import study_lock
+from snnas.study.storage import create_study_once, describe_storage, open_storage
+from snnas.study.workers import run_worker
 from snnas.spaces import Space, load_space
 
 _logger = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class SearchOptions:
     data2: str | None = None  # default: promoted_data(data)
     study: str | None = None  # default: the space's name
     storage: str | None = None  # default: SQLite at runs/<study>/study.db
+    artifacts: str | None = None  # trial files: default runs/<study>/artifacts, or the study's recorded store
     out: Path = Path("runs")
     trials: int = 20
     timeout_s: float | None = None
@@ -115,6 +119,8 @@ class SearchOptions:
             raise SnnasError(f"--screen-keep: {self.screen_keep} is not in (0, 1]")
         if self.screen not in (None, "sahd", "gradstab"):
             raise SnnasError(f"--screen: {self.screen!r} is unknown; choose sahd or gradstab")
+        if self.artifacts is not None:
+            parse_artifact_location(self.artifacts)
         for path in (Path(self.out), self.run_dir):
             if path.exists() and not path.is_dir():
                 raise SnnasError(f"--out {self.out}: {path} is a file, not a directory")
@@ -172,7 +178,7 @@ def enqueue_seeds(study: optuna.Study, space: Space, lock) -> int:
             deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))]
         for preset, params in space.seeds():
             if params not in held:
-                study.enqueue_trial(params, user_attrs={"seed_preset": preset})
+                study.enqueue_trial(params, user_attrs=attrs_dict(seed_preset=preset))
                 held.append(params)
                 added += 1
     return added
@@ -184,7 +190,7 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
     done.sort(key=lambda t: (-t.values[0], t.number))
     out, seen = [], set()
     for t in done:
-        key = t.user_attrs.get("key")
+        key = TrialAttrs.of(t).key
         if key not in seen:
             seen.add(key)
             out.append(t)
@@ -195,17 +201,18 @@ def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock) -> list[Fr
     """Enqueue the top ``k`` phase-1 networks in phase 2 (each once, across restarts). A network
     that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
     top = ranked(phase1)[:k]
-    seeds = {t.user_attrs.get("key"): t.user_attrs["seed_preset"] for t in phase1.get_trials(deepcopy=False)
-             if t.user_attrs.get("seed_preset")}
+    records = [TrialAttrs.of(t) for t in phase1.get_trials(deepcopy=False)]
+    seeds = {a.key: a.seed_preset for a in records if a.seed_preset}
     with lock:
-        have = {t.user_attrs.get("promoted_key") for t in phase2.get_trials(deepcopy=False, states=(
+        have = {TrialAttrs.of(t).promoted_key for t in phase2.get_trials(deepcopy=False, states=(
             TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))}
         for t in top:
-            if t.user_attrs.get("key") not in have:
-                attrs = {GENOTYPE_ATTR: t.user_attrs["canonical"], "promoted_from": t.number,
-                         "promoted_key": t.user_attrs["key"], "phase1_acc": t.values[0]}
-                if t.user_attrs.get("key") in seeds:
-                    attrs["seed_preset"] = seeds[t.user_attrs["key"]]
+            a = TrialAttrs.of(t)
+            if a.key not in have:
+                attrs = attrs_dict(genotype=a.canonical, promoted_from=t.number, promoted_key=a.key,
+                                   phase1_acc=t.values[0])
+                if a.key in seeds:
+                    attrs["seed_preset"] = seeds[a.key]
                 phase2.enqueue_trial({}, user_attrs=attrs)
     return top
 
@@ -220,7 +227,7 @@ class FailureStreak:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
         if self.streak >= self.limit:
-            reason = trial.user_attrs.get("fail_reason", "no reason recorded")
+            reason = TrialAttrs.of(trial).fail_reason or "no reason recorded"
             raise SnnasError(f"{study.study_name}: the last {self.limit} trials all failed; last reason: {reason}")
 
 
@@ -254,6 +261,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                            "fidelity_phase1": fid1.to_dict(),
                            "fidelity_phase2": fid2.to_dict()}.items():
             study1.set_user_attr(key, value)
+        artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME)
         added = enqueue_seeds(study1, space, lock1)
     except BaseException:
         if created is not None:
@@ -270,7 +278,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     screen = Screen(options.screen, options.screen_keep) if options.screen else None
     objective1 = SearchObjective(space, fid1, splits1, run_dir, Dedupe(study1, lock1), options.objectives,
                                  options.max_sops, screen, options.device, progress=False, log=log,
-                                 allow_large=options.allow_large)
+                                 allow_large=options.allow_large, artifacts=artifacts)
     with ProgressDisplay("phase 1", options.trials, study1, enabled=options.progress) as bar:
         run_worker(study1, objective1, storage=storage, budget=options.trials, lock=lock1,
                    callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
@@ -287,8 +295,9 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                           train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class,
                           cache_dir=options.cache_dir)
     objective2 = SearchObjective(None, fid2, splits2, run_dir, Dedupe(study2, lock2), ("acc",), None, None,
-                                 options.device, progress=False, log=log, allow_large=options.allow_large)
-    budget2 = len({t.user_attrs.get("promoted_key") for t in study2.get_trials(deepcopy=False)} - {None})
+                                 options.device, progress=False, log=log, allow_large=options.allow_large,
+                                 artifacts=artifacts)
+    budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
     with ProgressDisplay("phase 2", budget2, study2, enabled=options.progress) as bar:
         run_worker(study2, objective2, storage=storage, budget=budget2, lock=lock2,
                    callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)

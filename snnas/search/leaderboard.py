@@ -21,8 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, agreement
+from snnas.search.attrs import TrialAttrs
 
-REUSED_ATTR = "dedupe_of"  # snnas.search.dedupe.REUSED_ATTR (kept literal: dedupe imports no leaderboard)
 TERMINAL_WIDTH = 100
 
 # How the terminal names a stage's wiring after its block: chain is the default and says nothing.
@@ -61,7 +61,7 @@ class Row:
     phase: str  # "phase2" or "phase1": the run that ranks this row and whose weights are exported
     trial: int  # that run's trial number (in the phase-2 study for "phase2")
     phase1_trial: int | None
-    model_path: str | None  # relative to the run directory
+    model_artifact: str | None  # artifact id of the weights in the study's artifact store
     fidelity: str | None  # the ranking run's fidelity key (data spec, epochs, T, ...)
     firing_rates: Mapping[str, float] = field(default_factory=dict)  # layer -> rate, execution order
 
@@ -90,17 +90,23 @@ class Leaderboard:
 # --------------------------------------------------------------------------------------------
 # Building
 # --------------------------------------------------------------------------------------------
+def is_reuse(trial: FrozenTrial) -> bool:
+    """Whether the trial reused an earlier evaluation of its network instead of training it."""
+    return TrialAttrs.of(trial).dedupe_of is not None
+
+
 def _acc(trial: FrozenTrial) -> float | None:
     """Validation accuracy of a completed trial: its first objective (acc is always first)."""
     values = trial.values or []
     if values and values[0] is not None and math.isfinite(values[0]):
         return float(values[0])
-    acc = trial.user_attrs.get("val_acc")
+    acc = TrialAttrs.of(trial).val_acc
     return float(acc) if isinstance(acc, (int, float)) else None
 
 
 def _key(trial: FrozenTrial) -> str | None:
-    key = trial.user_attrs.get("key") or trial.user_attrs.get("promoted_key")
+    attrs = TrialAttrs.of(trial)
+    key = attrs.key or attrs.promoted_key
     return str(key) if key else None
 
 
@@ -111,14 +117,14 @@ def _counts(trials: Sequence[FrozenTrial]) -> PhaseCounts:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return PhaseCounts(complete=by_state[TrialState.COMPLETE], pruned=by_state[TrialState.PRUNED],
                        failed=by_state[TrialState.FAIL], running=by_state[TrialState.RUNNING],
-                       reused=sum(1 for t in complete if REUSED_ATTR in t.user_attrs),
+                       reused=sum(1 for t in complete if is_reuse(t)),
                        networks=len({_key(t) for t in complete if _key(t) and _acc(t) is not None}))
 
 
 def best_per_key(trials: Iterable[FrozenTrial]) -> dict[str, FrozenTrial]:
     """The best original (not reused) completed evaluation of every canonical key, best first;
     ties go to the earlier trial."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and REUSED_ATTR not in t.user_attrs
+    done = [t for t in trials if t.state == TrialState.COMPLETE and not is_reuse(t)
             and _key(t) and _acc(t) is not None]
     done.sort(key=lambda t: (-_acc(t), t.number))
     best: dict[str, FrozenTrial] = {}
@@ -132,7 +138,7 @@ def _names_by_key(trials: Iterable[FrozenTrial]) -> dict[str, tuple[str, ...]]:
     pa_a chain)."""
     names: dict[str, list[str]] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        preset, key = t.user_attrs.get("seed_preset"), _key(t)
+        preset, key = TrialAttrs.of(t).seed_preset, _key(t)
         if preset and key and preset not in names.setdefault(key, []):
             names[key].append(str(preset))
     return {k: tuple(v) for k, v in names.items()}
@@ -148,21 +154,21 @@ def _float(value: Any) -> float | None:
 
 def _row(rank: int, ranking: FrozenTrial, phase: str, phase1: FrozenTrial | None,
          names: Mapping[str, tuple[str, ...]]) -> Row:
-    attrs = ranking.user_attrs
+    attrs = TrialAttrs.of(ranking)
     key = _key(ranking)
-    genotype = attrs.get("canonical") or attrs.get("genotype") or ""
+    genotype = attrs.canonical or attrs.genotype or ""
     if phase == "phase2":
-        p1 = _acc(phase1) if phase1 is not None else _float(attrs.get("phase1_acc"))
-        p1_trial = phase1.number if phase1 is not None else _int(attrs.get("promoted_from"))
+        p1 = _acc(phase1) if phase1 is not None else _float(attrs.phase1_acc)
+        p1_trial = phase1.number if phase1 is not None else _int(attrs.promoted_from)
         p2 = _acc(ranking)
     else:
         p1, p1_trial, p2 = _acc(ranking), ranking.number, None
-    rates = attrs.get("firing_rates")
+    rates = attrs.firing_rates
     return Row(rank=rank, genotype=str(genotype), key=str(key), names=names.get(key, ()), phase1_acc=p1,
-               phase2_acc=p2, params=_int(attrs.get("params")), sops=_float(attrs.get("sops")),
-               energy_mj=_float(attrs.get("energy_mj")), firing_rate=_float(attrs.get("firing_rate")),
-               phase=phase, trial=ranking.number, phase1_trial=p1_trial, model_path=attrs.get("model_path"),
-               fidelity=str(attrs["fidelity"]) if attrs.get("fidelity") is not None else None,
+               phase2_acc=p2, params=_int(attrs.params), sops=_float(attrs.sops),
+               energy_mj=_float(attrs.energy_mj), firing_rate=_float(attrs.firing_rate),
+               phase=phase, trial=ranking.number, phase1_trial=p1_trial, model_artifact=attrs.model_artifact,
+               fidelity=str(attrs.fidelity) if attrs.fidelity is not None else None,
                firing_rates=dict(rates) if isinstance(rates, Mapping) else {})
 
 
@@ -179,7 +185,7 @@ def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) 
     for key, trial in best1.items():
         if key not in best2:
             rows.append(_row(len(rows) + 1, trial, "phase1", trial, names))
-    fidelities = {str(t.user_attrs.get("fidelity")) for t in best1.values()}
+    fidelities = {str(TrialAttrs.of(t).fidelity) for t in best1.values()}
     objectives = tuple(phase1.user_attrs.get("objectives") or ("acc",))
     return Leaderboard(rows=tuple(rows), phase1=_counts(trials1), phase2=_counts(trials2) if phase2 else None,
                        objectives=objectives, phase1_fidelities=max(1, len(fidelities)))

@@ -13,16 +13,19 @@ from typing import Any, Callable, Sequence
 import optuna
 import torch
 
+from snnas.checkpoint import save_model
 from snnas.errors import SnnasError
 from snnas.fit import GenotypeFit, built_genotype, fit_history
 from snnas.genotype import Genotype
+from snnas.search.attrs import TrialAttrs, set_attrs
 from snnas.search.dedupe import Dedupe
-from snnas.search.failures import REASON_ATTR
 from snnas.search.fidelity import Fidelity
 from snnas.spaces import Space
+from snnas.study.artifacts import ArtifactStore
+from snnas.train.trainer import CHECKPOINT_NAME
 
-GENOTYPE_ATTR = "genotype"
 SCREENED = "screened"
+MODEL_FILE = "model.pt"  # the trained weights, in the trial's working directory
 
 
 class TrialReporter:
@@ -67,16 +70,41 @@ class Screen:
         # log10 of the product over layers (the paper's Tables IV/V), finite where the product underflows
         return float(gradient_stability(model, x).log10_product)
 
-    def threshold(self, study: optuna.Study, attr: str) -> float | None:
-        seen = sorted(t.user_attrs[attr] for t in study.get_trials(deepcopy=False) if attr in t.user_attrs)
+    @property
+    def attr(self) -> str:
+        """The trial attribute that holds the score (a :class:`TrialAttrs` field)."""
+        return f"screen_{self.metric}"
+
+    def threshold(self, study: optuna.Study) -> float | None:
+        scores = (getattr(TrialAttrs.of(t), self.attr) for t in study.get_trials(deepcopy=False))
+        seen = sorted(s for s in scores if s is not None)
         if len(seen) < self.min_seen:
             return None
         return seen[min(len(seen) - 1, int((1.0 - self.keep) * len(seen)))]
 
 
+class CheckpointUpload:
+    """Trainer callback: after each epoch's checkpoint, put it in the study's artifact store, so a
+    retry on any machine resumes from it. Slots are the training phases' directory names."""
+
+    def __init__(self, trial: optuna.Trial, store: ArtifactStore, work_dir: Path, phase_names: Sequence[str]):
+        self.trial, self.store, self.work_dir, self.phase_names = trial, store, work_dir, list(phase_names)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        slot = self.phase_names[int(metrics.get("phase", 1)) - 1]
+        path = self.work_dir / slot / CHECKPOINT_NAME
+        if path.is_file():
+            self.store.save_checkpoint(self.trial, slot, path, epoch)
+        return False
+
+
 @dataclass
 class SearchObjective:
-    """One phase's objective. ``splits`` is loaded once per process and shared by all trials."""
+    """One phase's objective. ``splits`` is loaded once per process and shared by all trials.
+
+    With an ``artifacts`` store (a study trial), checkpoints and weights go through it, so retries
+    and export work from any machine; without one (``FixedTrial``) they stay in ``run_dir``.
+    """
 
     space: Space | None
     fidelity: Fidelity
@@ -90,13 +118,14 @@ class SearchObjective:
     progress: bool = False
     allow_large: bool = False
     log: Callable[[str], None] = field(default=lambda msg: None)
+    artifacts: ArtifactStore | None = None
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
     def genotype_for(self, trial: optuna.Trial) -> Genotype:
-        given = trial.user_attrs.get(GENOTYPE_ATTR)
+        given = TrialAttrs.of(trial).genotype
         if given is not None:  # promoted or enqueued by genotype
             return Genotype.from_str(given)
         if self.space is None:
@@ -108,10 +137,7 @@ class SearchObjective:
         fid = self.fidelity
         genotype = self.genotype_for(trial)
         canonical = built_genotype(genotype, fid.fit, self.splits.resolution)  # the network that trains
-        trial.set_user_attr(GENOTYPE_ATTR, genotype.to_str())
-        trial.set_user_attr("canonical", canonical.to_str())
-        trial.set_user_attr("phase", fid.phase)
-        trial.set_user_attr("data", fid.data)
+        set_attrs(trial, genotype=genotype.to_str(), canonical=canonical.to_str(), phase=fid.phase, data=fid.data)
         earlier = self.dedupe.claim(trial, canonical.key, fid.key)
         if earlier is not None:
             self.log(f"trial {trial.number}: {canonical.key} already evaluated at this fidelity; reusing")
@@ -119,54 +145,63 @@ class SearchObjective:
             return earlier
 
         fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device, allow_large=self.allow_large)
-        trial.set_user_attr("params", fit.params)
-        is_seed = trial.user_attrs.get("seed_preset") is not None
+        set_attrs(trial, params=fit.params)
+        is_seed = TrialAttrs.of(trial).seed_preset is not None
         if self.screen is not None and not is_seed:
             self._screen(trial, fit.model, fit.probe_batch())
         reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fit.last_epoch,
                                  prunable=not is_seed)
-        work_dir = self.run_dir / "trials" / f"{canonical.key}-{fid.phase}"
-        results = fit.run(out_dir=work_dir, callbacks=[reporter], resume=True, progress=self.progress)
+        work_dir = self.work_dir(canonical.key)
+        callbacks: list = [reporter]
+        if self.artifacts is not None:
+            names = [phase.name for phase in fit.phases]
+            restored = self.artifacts.restore_checkpoints(trial, lambda slot: work_dir / slot / CHECKPOINT_NAME)
+            if restored:
+                self.log(f"trial {trial.number}: resuming from the stored checkpoint ({restored})")
+            callbacks.append(CheckpointUpload(trial, self.artifacts, work_dir, names))
+        results = fit.run(out_dir=work_dir, callbacks=callbacks, resume=True, progress=self.progress)
         history = fit_history(results)
         if results and results[0].resumed_from:
-            trial.set_user_attr("resumed_from_epoch", results[0].resumed_from)
+            set_attrs(trial, resumed_from_epoch=results[0].resumed_from)
         last = history[-1] if history else {}
         val_acc = last.get("val_acc")
-        for name, value in fit.measure().items():
-            trial.set_user_attr(name, value)
-        trial.set_user_attr("wall_s", round(time.monotonic() - started, 2))
-        trial.set_user_attr("epochs_run", len(history))
+        measured = fit.measure()
+        set_attrs(trial, **measured, wall_s=round(time.monotonic() - started, 2), epochs_run=len(history))
+        if self.artifacts is not None:  # the result is about to be recorded: nothing resumes this run
+            self.artifacts.drop_checkpoints(trial)
         if reporter.pruned_at is not None:
-            trial.set_user_attr(REASON_ATTR, f"pruned by the pruner after epoch {reporter.pruned_at}")
+            set_attrs(trial, fail_reason=f"pruned by the pruner after epoch {reporter.pruned_at}")
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         if val_acc is None:
             raise SnnasError("training ended without a validation accuracy")
-        trial.set_user_attr("val_acc", float(val_acc))
-        self._save(trial, fit.model, canonical, float(val_acc))
-        sops = trial.user_attrs["sops"]
+        set_attrs(trial, val_acc=float(val_acc))
+        self._save(trial, fit.model, work_dir, float(val_acc))
         self._constrain(trial)
-        values = {"acc": float(val_acc), "sops": float(sops), "energy": float(trial.user_attrs["energy_mj"])}
+        values = {"acc": float(val_acc), "sops": measured["sops"], "energy": measured["energy_mj"]}
         return [values[o] for o in self.objectives] if self.multi_objective else values[self.objectives[0]]
+
+    def work_dir(self, key: str) -> Path:
+        """Where this worker trains network ``key`` of this phase (checkpoints, metrics, weights)."""
+        return self.run_dir / "trials" / f"{key}-{self.fidelity.phase}"
 
     def _constrain(self, trial: optuna.Trial) -> None:
         """``--max-sops`` as Optuna's constraint (feasible at <= 0), from the trial's measured SOPs."""
-        if self.max_sops is not None and isinstance(trial.user_attrs.get("sops"), (int, float)):
-            trial.set_constraint("sops", float(trial.user_attrs["sops"]) - self.max_sops)
+        sops = TrialAttrs.of(trial).sops
+        if self.max_sops is not None and isinstance(sops, (int, float)):
+            trial.set_constraint("sops", float(sops) - self.max_sops)
 
     def _screen(self, trial: optuna.Trial, model: torch.nn.Module, probe: torch.Tensor) -> None:
-        attr = f"screen_{self.screen.metric}"
         score = self.screen.score(model, probe)
-        threshold = self.screen.threshold(self.dedupe.study, attr)
-        trial.set_user_attr(attr, score)
+        threshold = self.screen.threshold(self.dedupe.study)
+        set_attrs(trial, **{self.screen.attr: score})
         if threshold is not None and score < threshold:
-            trial.set_user_attr(REASON_ATTR, f"{SCREENED}: {self.screen.metric} {score:.4g} < {threshold:.4g}")
+            set_attrs(trial, fail_reason=f"{SCREENED}: {self.screen.metric} {score:.4g} < {threshold:.4g}")
             raise optuna.TrialPruned(SCREENED)
 
-    def _save(self, trial: optuna.Trial, model: torch.nn.Module, canonical: Genotype, val_acc: float) -> None:
-        from snnas.checkpoint import save_model
-
-        rel = Path("models") / f"{canonical.key}-{self.fidelity.phase}.pt"
-        save_model(self.run_dir / rel, model, extra={"val_acc": val_acc, "fidelity": self.fidelity.to_dict(),
-                                                     "resolution": self.splits.resolution,
-                                                     "trial": trial.number, "study": self.dedupe.study.study_name})
-        trial.set_user_attr("model_path", str(rel))
+    def _save(self, trial: optuna.Trial, model: torch.nn.Module, work_dir: Path, val_acc: float) -> None:
+        path = work_dir / MODEL_FILE
+        save_model(path, model, extra={"val_acc": val_acc, "fidelity": self.fidelity.to_dict(),
+                                       "resolution": self.splits.resolution, "trial": trial.number,
+                                       "study": self.dedupe.study.study_name})
+        if self.artifacts is not None:
+            set_attrs(trial, model_artifact=self.artifacts.upload(trial, path))

@@ -20,9 +20,10 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.files import atomic_write_text
 from snnas.groundtruth import Table, find_table
 from snnas.plots.genes import Skipped, accuracy_study, plot_importances, plot_slices, plot_timeline
-from snnas.search.failures import FailureRecord, failures_markdown, list_failures
-from snnas.search.leaderboard import (REUSED_ATTR, Leaderboard, best_per_key, build_leaderboard, format_markdown,
+from snnas.search.attrs import TrialAttrs, attr_name
+from snnas.search.leaderboard import (Leaderboard, best_per_key, build_leaderboard, is_reuse, format_markdown,
                                       format_terminal)
+from snnas.study.failures import FailureRecord, failures_markdown, list_failures
 
 REPORT_NAME = "report.md"
 PLOTS_DIR = "plots"
@@ -45,11 +46,11 @@ def _points(trials: Sequence[FrozenTrial]):
 
     points = []
     for t in sorted(trials, key=lambda t: t.number):
-        if REUSED_ATTR in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+        if is_reuse(t) or t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue  # a reuse repeats an earlier result; failures have no accuracy
         acc = t.values[0] if t.state == TrialState.COMPLETE and t.values else None
         points.append(TrialPoint(number=t.number, acc=acc, state=t.state.name,
-                                 seed=bool(t.user_attrs.get("seed_preset")),
+                                 seed=bool(TrialAttrs.of(t).seed_preset),
                                  curve=dict(sorted(t.intermediate_values.items()))))
     return points
 
@@ -59,10 +60,10 @@ def _pareto_points(trials: Sequence[FrozenTrial], names: Mapping[str, str]):
 
     out = []
     for key, t in best_per_key(trials).items():
-        sops = t.user_attrs.get("sops")
+        sops = TrialAttrs.of(t).sops
         if isinstance(sops, (int, float)):
             out.append(ParetoPoint(acc=float(t.values[0]), sops=float(sops), label=names.get(key) or key[:8],
-                                   seed=bool(t.user_attrs.get("seed_preset"))))
+                                   seed=bool(TrialAttrs.of(t).seed_preset)))
     return out
 
 
@@ -97,7 +98,7 @@ def gene_plots(phase1: optuna.Study, plots_dir: Path, title: str = "phase 1") ->
     """Which gene, in which stage, the accuracy depends on (Optuna's importances and slice plot
     over phase 1's networks, reuses left out: one network counts once), and the phase's timeline."""
     trials = phase1.get_trials(deepcopy=False)
-    accuracy = accuracy_study(trials, leave_out={t.number for t in trials if REUSED_ATTR in t.user_attrs})
+    accuracy = accuracy_study(trials, leave_out={t.number for t in trials if is_reuse(t)})
     return {"Gene importances (which gene, in which stage)": plot_importances(accuracy, plots_dir / "importances.png",
                                                                               title),
             "Accuracy by gene and stage (slice plot)": plot_slices(accuracy, plots_dir / "slices.png", title),
@@ -193,9 +194,9 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
         rel = path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
         lines += [f"### {caption}", "", f"![{caption}]({rel.as_posix()})", ""]
     lines += ["## Failed and pruned trials", ""]
-    lines += _failures_section("Phase 1", list_failures(phase1))
+    lines += _failures_section("Phase 1", list_failures(phase1, key_attr=attr_name("key")))
     if phase2 is not None:
-        lines += _failures_section("Phase 2", list_failures(phase2))
+        lines += _failures_section("Phase 2", list_failures(phase2, key_attr=attr_name("key")))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -36,6 +36,8 @@ CHECKPOINT_FORMAT = "snnas-train/1"
 # Settings that change how a run is executed but not the numbers it computes; a resume may differ in these.
 _RESUMABLE_CHANGES = frozenset({"eval_every", "compile"})
 
+CHECKPOINT_NAME = "checkpoint.pt"  # in each run's out_dir, rewritten every epoch
+
 
 @dataclass(frozen=True)
 class EpochResult:
@@ -166,7 +168,7 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Path | None:
-        return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
+        return self.out_dir / CHECKPOINT_NAME if self.out_dir is not None else None
 
     def _genotype_record(self) -> dict[str, Any]:
         try:

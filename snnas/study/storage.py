@@ -5,24 +5,16 @@ a mistyped URL, a server that is down or a wrong password must end as one clear 
 cannot start without it, and a traceback from three libraries deep helps nobody. The password of
 a storage URL never appears in what this module logs, prints or raises (:func:`redact_url`).
 
-It also provides the one cross-process lock the workers need (:func:`study_lock`): a PostgreSQL
-advisory lock for a PostgreSQL study, a file lock next to a SQLite or journal file, so that
-"count finished trials, then start one" and "claim an architecture key" are atomic across
-processes without inventing a scheduler.
-
-Command line: ``python -m snnas.search.storage --check URL`` reports whether a URL is usable
+Command line: ``python -m snnas.study.storage --check URL`` reports whether a URL is usable
 (exit 0) or what is wrong with it (exit 2).
 """
 from __future__ import annotations
 
-import abc
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import sys
-import threading
 import time
 import warnings
 import weakref
@@ -47,7 +39,6 @@ DEFAULT_GRACE_PERIOD_S = 120
 DEFAULT_MAX_RETRY = 3
 SQLITE_BUSY_TIMEOUT_S = 60  # many local workers queue on SQLite's single writer lock
 PG_CONNECT_TIMEOUT_S = 10  # an unreachable host must not hang a worker for minutes
-_ADVISORY_LOCK_NAMESPACE = 0x736E6E61  # "snna": keeps our advisory locks apart from others'
 
 _USAGE = ("use sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DATABASE, journal:///PATH "
           "or a plain file path (SQLite)")
@@ -195,7 +186,7 @@ def _first_line(text: str) -> str:
     return "unknown error"
 
 
-def _storage_errors() -> tuple[type[BaseException], ...]:
+def storage_errors() -> tuple[type[BaseException], ...]:
     import sqlalchemy.exc
 
     errors: list[type[BaseException]] = [sqlalchemy.exc.SQLAlchemyError, OSError]
@@ -252,7 +243,7 @@ def open_storage(url: str | os.PathLike | None, default_path: str | os.PathLike 
     if spec.kind == "journal":
         try:
             storage: BaseStorage = JournalStorage(JournalFileBackend(str(spec.path)))
-        except _storage_errors() as exc:
+        except storage_errors() as exc:
             raise StorageError(_explain(exc, spec)) from None
         _DISPLAY[storage] = spec
         return storage
@@ -276,7 +267,7 @@ def open_storage(url: str | os.PathLike | None, default_path: str | os.PathLike 
                 _use_wal(storage.engine)
             _DISPLAY[storage] = spec
             return storage
-        except _storage_errors() as exc:
+        except storage_errors() as exc:
             last_exc = exc
             # Workers that start together on an empty database race to create Optuna's tables;
             # the losers see "already exists" and succeed on a second look.
@@ -314,6 +305,11 @@ def _is_schema_race(exc: BaseException) -> bool:
     return "already exists" in text or "duplicate key value" in text
 
 
+def storage_spec(storage: BaseStorage) -> StorageSpec | None:
+    """The parsed URL a storage was opened from by :func:`open_storage` (None for others)."""
+    return _DISPLAY.get(storage)
+
+
 def describe_storage(storage: BaseStorage) -> str:
     """The storage's URL with the password hidden, for logs and reports."""
     spec = _DISPLAY.get(storage)
@@ -345,7 +341,7 @@ def check_storage(url: str | os.PathLike) -> str:
             inspector = sqlalchemy.inspect(conn)
             has_schema = inspector.has_table("studies")
             studies = conn.execute(sqlalchemy.text("SELECT count(*) FROM studies")).scalar() if has_schema else 0
-    except _storage_errors() as exc:
+    except storage_errors() as exc:
         raise StorageError(_explain(exc, spec)) from None
     finally:
         engine.dispose()
@@ -377,7 +373,7 @@ def create_study_once(storage: BaseStorage, name: str, directions: Sequence[str 
     except optuna.exceptions.DuplicatedStudyError:
         if not load_if_exists:
             raise StorageError(f"study '{name}' already exists in {display}") from None
-    except _storage_errors() as exc:
+    except storage_errors() as exc:
         spec = _DISPLAY.get(storage) or StorageSpec(kind="sqlite", url="", display=display)
         raise StorageError(_explain(exc, spec)) from None
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
@@ -408,141 +404,6 @@ def _direction(direction: str | optuna.study.StudyDirection) -> optuna.study.Stu
     raise StorageError(f"study direction '{direction}' is not one of minimize, maximize")
 
 
-# --------------------------------------------------------------------------------------------
-# A cross-process lock per study
-# --------------------------------------------------------------------------------------------
-class StudyLock(abc.ABC):
-    """Mutual exclusion among every worker of one study, on any machine that shares its storage.
-
-    Re-entrant within a thread, so helpers that take the lock can call each other. Hold it for
-    milliseconds (a few queries), never for a training run.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.RLock()
-        self._depth = 0
-
-    @abc.abstractmethod
-    def _acquire(self) -> None:
-        """Take the cross-process part of the lock."""
-
-    @abc.abstractmethod
-    def _release(self) -> None:
-        """Give the cross-process part of the lock back."""
-
-    def __enter__(self) -> "StudyLock":
-        self._local.acquire()
-        try:
-            if self._depth == 0:
-                self._acquire()
-        except BaseException:
-            self._local.release()
-            raise
-        self._depth += 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._depth -= 1
-        try:
-            if self._depth == 0:
-                self._release()
-        finally:
-            self._local.release()
-
-
-class LocalLock(StudyLock):
-    """For in-memory storages: only threads of this process can share them."""
-
-    def _acquire(self) -> None:
-        pass
-
-    def _release(self) -> None:
-        pass
-
-
-class _FileLock(StudyLock):
-    """flock on a file beside the SQLite/journal file; the kernel drops it when a process dies."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self._fd: int | None = None
-
-    def _acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-
-    def _release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-
-class _AdvisoryLock(StudyLock):
-    """A PostgreSQL session advisory lock; the server drops it when a worker's connection dies."""
-
-    def __init__(self, engine, study_id: int) -> None:
-        super().__init__()
-        self._engine = engine
-        self._key = (_ADVISORY_LOCK_NAMESPACE, int(study_id) % (2 ** 31))
-        self._conn = None
-
-    def _acquire(self) -> None:
-        import sqlalchemy
-
-        conn = self._engine.connect()
-        try:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"), {"a": self._key[0], "b": self._key[1]})
-            conn.commit()
-        except BaseException:
-            conn.invalidate()
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _release(self) -> None:
-        import sqlalchemy
-
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": self._key[0], "b": self._key[1]})
-            conn.commit()
-        except _storage_errors():
-            conn.invalidate()  # a dead connection has released the lock already
-        finally:
-            conn.close()
-
-
-def study_lock(storage: BaseStorage, study_name: str) -> StudyLock:
-    """The lock all workers of ``study_name`` on ``storage`` agree on."""
-    spec = _DISPLAY.get(storage)
-    if isinstance(storage, RDBStorage):
-        dialect = storage.engine.dialect.name
-        if dialect == "postgresql":
-            return _AdvisoryLock(storage.engine, storage.get_study_id_from_name(study_name))
-        if dialect == "sqlite":
-            database = storage.engine.url.database
-            if not database or database == ":memory:":
-                return LocalLock()
-            return _FileLock(Path(database + ".snnas-lock"))
-        raise StorageError(f"storage {describe_storage(storage)}: no study lock for database '{dialect}'")
-    if isinstance(storage, JournalStorage):
-        if spec is None or spec.path is None:
-            raise StorageError("a journal storage must be opened with open_storage() to be shared by workers")
-        return _FileLock(Path(str(spec.path) + ".snnas-lock"))
-    return LocalLock()
-
-
 @contextlib.contextmanager
 def quiet_experimental() -> Iterator[None]:
     """Silence Optuna's ExperimentalWarning for the heartbeat features this project relies on."""
@@ -555,7 +416,7 @@ def quiet_experimental() -> Iterator[None]:
 # Command line
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m snnas.search.storage",
+    parser = OneLineParser(prog="python -m snnas.study.storage",
                                      description="Check that a study storage URL is usable.")
     parser.add_argument("--check", metavar="URL", required=True,
                         help="storage URL: sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB, journal:///PATH")

@@ -13,7 +13,7 @@ some hit a bug. None of that may stop the other workers or vanish without a trac
 The reason is stored in the trial's user attributes before the trial ends, and
 :func:`list_failures` reads it back for leaderboards. Failures leave the objective as
 :class:`TrialFailed`, which :data:`FAILURE_CATCH` lets ``study.optimize(catch=...)`` or
-:func:`snnas.search.workers.run_worker` absorb. Torch is never imported here: when torch was
+:func:`snnas.study.workers.run_worker` absorb. Torch is never imported here: when torch was
 never imported, no torch error can occur.
 """
 from __future__ import annotations
@@ -33,11 +33,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import Diverged
 from snnas.redact import redact_text
+from snnas.study.attrs import DETAIL_ATTR, REASON_ATTR, RETRY_HISTORY_SYSTEM_ATTR
 
 _logger = logging.getLogger(__name__)
 
-REASON_ATTR = "fail_reason"
-DETAIL_ATTR = "fail_detail"
 DIVERGED = "diverged"
 OOM = "oom"
 INTERRUPTED = "interrupted"
@@ -174,8 +173,9 @@ class FailureRecord:
     retried_as: int | None = None
 
 
-def list_failures(study: optuna.Study, include_pruned: bool = True) -> list[FailureRecord]:
-    """Every failed (and, by default, pruned) trial with its reason, by trial number.
+def list_failures(study: optuna.Study, include_pruned: bool = True, key_attr: str | None = None) -> list[FailureRecord]:
+    """Every failed (and, by default, pruned) trial with its reason, by trial number; ``key_attr``
+    names the user attribute that says what a trial evaluated (the search's architecture key).
 
     A failed trial without a recorded reason is one whose worker vanished: its heartbeat stopped
     and a live worker failed it (and re-queued it, ``retried_as``).
@@ -183,7 +183,7 @@ def list_failures(study: optuna.Study, include_pruned: bool = True) -> list[Fail
     trials = study.get_trials(deepcopy=False)
     retried_as: dict[int, int] = {}
     for t in trials:
-        history = t.system_attrs.get("retry_history") or []
+        history = t.system_attrs.get(RETRY_HISTORY_SYSTEM_ATTR) or []
         if history:
             retried_as[int(history[-1])] = t.number
     states = (TrialState.FAIL, TrialState.PRUNED) if include_pruned else (TrialState.FAIL,)
@@ -196,7 +196,7 @@ def list_failures(study: optuna.Study, include_pruned: bool = True) -> list[Fail
             reason = _implicit_reason(t, retried_as.get(t.number))
         records.append(FailureRecord(number=t.number, state=t.state.name, reason=str(reason),
                                      detail=str(t.user_attrs.get(DETAIL_ATTR, "")),
-                                     key=t.user_attrs.get("key"), params=dict(t.params),
+                                     key=t.user_attrs.get(key_attr) if key_attr else None, params=dict(t.params),
                                      retried_as=retried_as.get(t.number)))
     return records
 

@@ -1,0 +1,208 @@
+"""Trial files (weights, checkpoints) in Optuna's artifact store, so they travel with the study.
+
+A study in PostgreSQL is shared by workers on many machines; a file on one worker's disk is not.
+Every file another machine may need goes through an :mod:`optuna.artifacts` store: a directory
+(the run directory's ``artifacts/`` by default, any shared path with ``--artifacts DIR``) or an S3
+bucket (``--artifacts s3://BUCKET/PREFIX``, with boto3 installed). The store's location is
+recorded in the study, so export and retries on any machine find it.
+
+Two kinds of files:
+
+- results (a trained network's weights) go through :func:`optuna.artifacts.upload_artifact`,
+  so they are listed with their trial (optuna-dashboard shows them);
+- checkpoints are replaced every epoch, so they are written to the store under fresh ids and
+  named by one trial system attribute, ``{slot: {"artifact_id", "step"}}``, which is swapped
+  only after the new file is complete; the file it replaced is then removed. Optuna copies a
+  failed trial's system attributes to its retry, so a retry on any machine finds the dead
+  trial's last checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Mapping
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from snnas.errors import SnnasError
+
+DEFAULT_DIR_NAME = "artifacts"  # under the run directory
+STORE_ATTR = "artifact_store"  # study user attr: where the study's files live (a path or s3:// URL)
+CHECKPOINTS_SYSTEM_ATTR = "snnas_checkpoints"  # trial system attr: {slot: {"artifact_id", "step"}}
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class ArtifactStoreError(SnnasError):
+    """An artifact store that cannot be used, or a file that is not in it."""
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """Where a study's files live: a directory, or an S3 bucket and key prefix."""
+
+    text: str  # what the study records: an absolute path or s3://BUCKET/PREFIX
+    path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+    @property
+    def is_s3(self) -> bool:
+        return self.bucket is not None
+
+
+def parse_artifact_location(text: str | os.PathLike, flag: str = "--artifacts") -> ArtifactLocation:
+    """Validate a location without touching it (a bad one fails before any trial)."""
+    raw = os.fspath(text).strip() if text is not None else ""
+    if not raw:
+        raise ArtifactStoreError(f"{flag}: empty location; give a directory or s3://BUCKET/PREFIX")
+    if raw.startswith("s3://"):
+        bucket, _, prefix = raw[len("s3://"):].partition("/")
+        if not _BUCKET.match(bucket):
+            raise ArtifactStoreError(f"{flag} {raw}: {bucket!r} is not an S3 bucket name")
+        prefix = prefix.strip("/")
+        return ArtifactLocation(f"s3://{bucket}" + (f"/{prefix}" if prefix else ""), bucket=bucket, prefix=prefix)
+    if "://" in raw:
+        scheme = raw.split("://", 1)[0]
+        raise ArtifactStoreError(f"{flag} {raw}: {scheme}:// is not a supported store; give a directory or s3://")
+    path = Path(raw).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ArtifactStoreError(f"{flag} {raw}: {path} is a file, not a directory")
+    return ArtifactLocation(str(path), path=path)
+
+
+class _Prefixed:
+    """An S3 store whose objects share a key prefix (Optuna's Boto3 store writes at the bucket root)."""
+
+    def __init__(self, store: Any, prefix: str):
+        self._store, self._prefix = store, prefix.rstrip("/") + "/"
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._store.open_reader(self._prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self._store.write(self._prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(self._prefix + artifact_id)
+
+
+@dataclass
+class ArtifactStore:
+    """An opened store and the location it came from (for messages and the study's record)."""
+
+    location: ArtifactLocation
+    backend: Any  # an optuna.artifacts store
+
+    def upload(self, trial: optuna.Trial, path: Path) -> str:
+        """Attach ``path`` to ``trial`` as an Optuna artifact; its id."""
+        return upload_artifact(artifact_store=self.backend, file_path=str(path), study_or_trial=trial)
+
+    def download(self, artifact_id: str, dest: Path, what: str = "file") -> Path:
+        """Copy artifact ``artifact_id`` to ``dest``, complete or not at all."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, self.backend.open_reader(artifact_id) as reader:
+                while chunk := reader.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, dest)
+        except ArtifactNotFound:
+            raise ArtifactStoreError(f"{what} {artifact_id} is not in the artifact store {self.location.text} "
+                                     "(pass --artifacts where the workers stored it)") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return dest
+
+    def remove(self, artifact_id: str) -> None:
+        try:
+            self.backend.remove(artifact_id)
+        except ArtifactNotFound:
+            pass
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, trial: optuna.Trial, slot: str, path: Path, step: int) -> str:
+        """Store ``path`` as the trial's checkpoint for ``slot`` (one per slot: each replaces the last)."""
+        artifact_id = f"checkpoint-{uuid.uuid4()}"
+        with open(path, "rb") as handle:
+            self.backend.write(artifact_id, handle)
+        pointers = dict(checkpoints_of(trial))
+        old = pointers.get(slot)
+        pointers[slot] = {"artifact_id": artifact_id, "step": int(step)}
+        trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR, pointers)
+        if old and old.get("artifact_id") != artifact_id:
+            self.remove(old["artifact_id"])
+        return artifact_id
+
+    def restore_checkpoints(self, trial: optuna.Trial, dest: Callable[[str], Path]) -> dict[str, int]:
+        """Download the checkpoints this trial holds (a retry: the dead trial's) to ``dest(slot)``;
+        ``{slot: step}`` of what was restored."""
+        restored = {}
+        for slot, ref in checkpoints_of(trial).items():
+            self.download(ref["artifact_id"], dest(slot), what=f"checkpoint of trial {trial.number}")
+            restored[slot] = int(ref["step"])
+        return restored
+
+    def drop_checkpoints(self, trial: optuna.Trial) -> None:
+        """Remove the trial's checkpoints once its result is recorded: nothing resumes it any more."""
+        pointers = checkpoints_of(trial)
+        if not pointers:
+            return
+        trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR, {})
+        for ref in pointers.values():
+            self.remove(ref["artifact_id"])
+
+
+def checkpoints_of(trial: optuna.Trial) -> Mapping[str, Mapping[str, Any]]:
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    pointers = attrs.get(CHECKPOINTS_SYSTEM_ATTR) or {}
+    return pointers if isinstance(pointers, Mapping) else {}
+
+
+def open_artifact_store(location: ArtifactLocation | str | os.PathLike, flag: str = "--artifacts") -> ArtifactStore:
+    """Open (a directory: create) the store at ``location``; one clear line when it cannot be used."""
+    loc = location if isinstance(location, ArtifactLocation) else parse_artifact_location(location, flag)
+    if loc.is_s3:
+        try:
+            from optuna.artifacts import Boto3ArtifactStore
+            import boto3  # noqa: F401  (Optuna's store imports it lazily; fail here, by name)
+        except ImportError:
+            raise ArtifactStoreError(f"{flag} {loc.text}: the S3 store needs boto3 "
+                                     "(pip install 'snnas[s3]')") from None
+        backend = Boto3ArtifactStore(loc.bucket)
+        return ArtifactStore(loc, _Prefixed(backend, loc.prefix) if loc.prefix else backend)
+    try:
+        loc.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactStoreError(f"{flag} {loc.text}: cannot create the directory ({exc.strerror})") from None
+    if not os.access(loc.path, os.W_OK | os.X_OK):
+        raise ArtifactStoreError(f"{flag} {loc.text}: the directory is not writable")
+    return ArtifactStore(loc, FileSystemArtifactStore(loc.path))
+
+
+def study_artifact_store(study: optuna.Study, given: str | os.PathLike | None, default_dir: Path) -> ArtifactStore:
+    """The store of ``study``: the one it records, else ``given``, else ``default_dir``.
+
+    ``given`` is recorded in the study, so that every worker and export finds it; a ``given``
+    that differs from the recorded one is an error (the files would be split over two stores).
+    """
+    recorded = study.user_attrs.get(STORE_ATTR)
+    if given is not None:
+        loc = parse_artifact_location(given)
+        if recorded is not None and recorded != loc.text:
+            raise ArtifactStoreError(f"--artifacts {given}: study {study.study_name!r} keeps its files in {recorded}; "
+                                     "give that location or leave --artifacts out")
+        store = open_artifact_store(loc)
+        if recorded is None:
+            study.set_user_attr(STORE_ATTR, loc.text)
+        return store
+    if recorded is not None:
+        return open_artifact_store(recorded, flag=f"study {study.study_name!r}'s artifact store")
+    return open_artifact_store(default_dir, flag="the run directory's artifact store")

@@ -1,0 +1,193 @@
+"""Run trials of one shared study from any number of processes, to an exact budget.
+
+``study.optimize(n_trials=N)`` counts per process, and a shared ``MaxTrialsCallback`` overshoots
+by up to one trial per extra worker. Here every worker starts a trial only under the study lock
+and only while ``finished + running < budget``, so N workers finish exactly ``budget`` COMPLETE or
+PRUNED trials between them. Failed trials (out of memory, errors) do not count: the budget is
+what the search *learned*, and a failure teaches nothing.
+
+While others still run the last trials a worker waits rather than exits: if one of them dies,
+its heartbeat goes stale, a waiting worker fails it, ``RetryHeartbeatStaleTrialCallback``
+re-queues it and the waiting worker runs the retry, which resumes from the dead trial's
+checkpoint (:func:`retry_origin` names it). Storages without heartbeats (the journal file) cannot
+tell a dead worker from a slow one, so there workers leave when nothing is left to start.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from snnas.errors import SnnasError
+from snnas.study.attrs import FAILED_TRIAL_SYSTEM_ATTR, REASON_ATTR, WORKER_ATTR
+from snnas.study.failures import FAILURE_CATCH, INTERRUPTED, guarded
+from snnas.study.heartbeats import Heartbeat, fail_dead_local_trials, heartbeat_interval, this_worker
+from snnas.study.locks import StudyLock, study_lock
+from snnas.study.storage import quiet_experimental
+
+_logger = logging.getLogger(__name__)
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def retry_origin(trial: optuna.Trial) -> int:
+    """The number of the trial this one retries (the first of a chain), or its own number.
+
+    A retry resumes from its origin's checkpoint, so checkpoints are filed by this number.
+    """
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    origin = attrs.get(FAILED_TRIAL_SYSTEM_ATTR)
+    return trial.number if origin is None else int(origin)
+
+
+@dataclass
+class WorkerSummary:
+    """What one worker did: trials by final state, and how long it ran."""
+
+    states: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    lock_wait_s: float = 0.0  # waiting for other workers' turn: grows when the storage is the bottleneck
+    lock_held_s: float = 0.0
+
+    @property
+    def ran(self) -> int:
+        return sum(self.states.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ran": self.ran, "wall_s": round(self.wall_s, 3), "lock_wait_s": round(self.lock_wait_s, 3),
+                "lock_held_s": round(self.lock_held_s, 3),
+                **{state.lower(): n for state, n in sorted(self.states.items())}}
+
+
+def _count(study: optuna.Study) -> tuple[int, int]:
+    trials = study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING))
+    finished = sum(t.state in _FINISHED for t in trials)
+    return finished, len(trials) - finished
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """The next trial: a retry of a failed trial before anything else queued, then Optuna's order."""
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.system_attrs.get(FAILED_TRIAL_SYSTEM_ATTR) is None:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        return study.ask()
+
+
+def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, storage: BaseStorage,
+               budget: int, lock: StudyLock | None = None,
+               catch: Sequence[type[Exception]] = FAILURE_CATCH,
+               callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+               timeout_s: float | None = None, poll_s: float = 0.5,
+               log: Callable[[str], None] = _logger.warning) -> WorkerSummary:
+    """Run trials of ``study`` until it holds ``budget`` COMPLETE + PRUNED trials.
+
+    Enqueued (WAITING) trials are taken first, as Optuna's ``ask`` does, and count like any
+    other. ``objective`` runs under the failure policy (:func:`snnas.study.failures.guarded`);
+    ``catch`` lists the exceptions that fail a trial without stopping the worker. ``callbacks``
+    are Optuna-style ``callback(study, frozen_trial)``. ``timeout_s`` stops starting new trials
+    after that many seconds. Safe to start many times, on many machines, on one study.
+    """
+    if int(budget) < 1:
+        raise SnnasError(f"trial budget must be at least 1, not {budget}")
+    budget = int(budget)
+    lock = lock if lock is not None else study_lock(storage, study.study_name)
+    interval = heartbeat_interval(storage)
+    run = guarded(objective)
+    catch = tuple(catch)
+    summary = WorkerSummary()
+    start = time.monotonic()
+    announced_wait = False
+    while timeout_s is None or time.monotonic() - start < timeout_s:
+        asked = time.monotonic()
+        trial = None
+        try:
+            with lock:
+                acquired = time.monotonic()
+                summary.lock_wait_s += acquired - asked
+                try:
+                    if interval:
+                        fail_dead_local_trials(study, log)
+                        with quiet_experimental():
+                            optuna.storages.fail_stale_trials(study)
+                    finished, running = _count(study)
+                    trial = _ask(study) if finished < budget and finished + running < budget else None
+                finally:
+                    summary.lock_held_s += time.monotonic() - acquired
+            if finished >= budget:
+                break
+            if trial is None:
+                if not interval:
+                    break  # no heartbeats: a RUNNING trial may belong to a dead worker; do not wait on it
+                if not announced_wait:
+                    _logger.info("budget of %d taken by %d finished + %d running trials; waiting", budget, finished,
+                                 running)
+                    announced_wait = True
+                time.sleep(poll_s)
+                continue
+            announced_wait = False
+            frozen = _run_trial(study, storage, trial, run, catch, interval)
+        except KeyboardInterrupt:
+            if trial is not None:  # interrupted between taking the trial and training it: close it too
+                _close_interrupted(study, storage, trial)
+            raise
+        summary.states[frozen.state.name] += 1
+        for callback in callbacks:
+            callback(study, frozen)
+    summary.wall_s = time.monotonic() - start
+    return summary
+
+
+def _close_interrupted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
+    """Fail a trial this worker holds as ``interrupted`` (a no-op once it is finished)."""
+    if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, run: Callable,
+               catch: tuple[type[Exception], ...], interval: int | None) -> FrozenTrial:
+    value: Any = None
+    state: TrialState | None = None
+    error: BaseException | None = None
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, this_worker())
+    with Heartbeat(storage, trial._trial_id, interval):
+        try:
+            value = run(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except KeyboardInterrupt as exc:
+            state, error = TrialState.FAIL, exc
+            trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - judged against `catch` below, after telling
+            state, error = TrialState.FAIL, exc
+    # skip_if_finished: when this worker was too slow to beat, another one may have failed (and
+    # re-queued) the trial already; its retry stands and this result is dropped.
+    if state is None:
+        frozen = study.tell(trial, value, skip_if_finished=True)
+    else:
+        frozen = study.tell(trial, state=state, skip_if_finished=True)
+    if frozen.state == TrialState.COMPLETE:
+        _logger.info("trial %d finished: %s", frozen.number, frozen.values)
+    elif frozen.state == TrialState.PRUNED:
+        _logger.info("trial %d pruned: %s", frozen.number, frozen.user_attrs.get(REASON_ATTR, "by the pruner"))
+    else:
+        _logger.warning("trial %d failed: %s", frozen.number, frozen.user_attrs.get(REASON_ATTR, error))
+    if error is not None and not isinstance(error, catch):
+        raise error
+    return frozen
