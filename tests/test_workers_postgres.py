@@ -1,15 +1,19 @@
 """The scale-out guarantees on a real PostgreSQL 15 (throw-away server on 127.0.0.1, see pg.py)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import optuna
 import pytest
 
 from pg import ROLE_PASSWORD, free_port
 from snnas.errors import StorageError
+from snnas.study.artifacts import CHECKPOINTS_SYSTEM_ATTR
 from snnas.study.storage import check_storage, open_storage
 from test_workers import STUDY, concurrent_scenario, kill_scenario
 
@@ -99,3 +103,66 @@ def test_check_command_exit_codes(postgres_server, postgres_url):
     assert ROLE_PASSWORD not in proc.stdout + proc.stderr
     open_storage(postgres_url)  # creates the tables
     assert check_storage(postgres_url).endswith("(0 studies)")
+
+
+def _running_checkpoint(url: str, study: str) -> int | None:
+    """The number of a RUNNING trial whose checkpoint of epoch >= 1 is in the artifact store."""
+    try:
+        trials = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    except KeyError:  # the study is not created yet
+        return None
+    for t in trials:
+        pointers = t.system_attrs.get(CHECKPOINTS_SYSTEM_ATTR) or {}
+        if any(ref["step"] >= 1 for ref in pointers.values()):
+            return t.number
+    return None
+
+
+def test_workers_in_different_directories_share_trial_files_through_the_artifact_store(postgres_url, tmp_path):
+    """Worker A is killed mid-trial in its own directory; worker B, in another, retries that trial
+    from the checkpoint in the shared store; export from a third directory writes the weights."""
+    from test_search import TINY
+
+    shared, cache = tmp_path / "shared-store", tmp_path / "cache"
+    dirs = {name: tmp_path / name for name in ("a", "b", "c")}
+    for d in dirs.values():
+        d.mkdir()
+    tiny = [a for a in TINY if a != "--no-report"]
+    args = [sys.executable, "-m", "snnas", "search", *tiny, "--train-per-class", "96", "--epochs", "6",
+            "--space", "dense_additive", "--study", "dirs", "--storage", postgres_url, "--artifacts", str(shared),
+            "--trials", "2", "--promote", "0", "--no-report", "--cache-dir", str(cache),
+            "--heartbeat-interval", "1", "--grace-period", "3"]
+    worker_a = subprocess.Popen(args, cwd=dirs["a"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    deadline = time.monotonic() + 300
+    dead = None
+    while dead is None:
+        if worker_a.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"worker A never checkpointed a running trial: {worker_a.communicate()[0]}")
+        dead = _running_checkpoint(postgres_url, "dirs")
+        time.sleep(0.05)
+    os.killpg(worker_a.pid, signal.SIGKILL)
+    worker_a.communicate(timeout=60)
+
+    worker_b = subprocess.run(args, cwd=dirs["b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=600)
+    assert worker_b.returncode == 0, worker_b.stdout
+    study = optuna.load_study(study_name="dirs", storage=open_storage(postgres_url))
+    assert study.trials[dead].state == optuna.trial.TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead]
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from_epoch"] >= 1  # B had no file of A's: it came from the store
+    assert not (dirs["b"] / "runs" / "dirs" / "artifacts").exists()  # every file went to the shared store
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    stored = sorted(p.name for p in shared.iterdir())
+    assert sorted(t.user_attrs["model_artifact"] for t in done) == stored  # weights kept, checkpoints dropped
+
+    export = subprocess.run([sys.executable, "-m", "snnas", "export", "--study", "dirs", "--storage", postgres_url,
+                             "--out", "exported"], cwd=dirs["c"], capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    (network,) = (dirs["c"] / "exported").iterdir()
+    from snnas import load_model
+
+    assert load_model(network / "model.pt").genotype.canonical().key == network.name
+    assert postgres_url.split("@")[0].split(":")[-1] not in export.stdout + export.stderr  # no password shown
