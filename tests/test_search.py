@@ -17,6 +17,7 @@ from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.objective import MODEL_FILE, SearchObjective
 from snnas.spaces import load_space
+from snnas.study.attrs import WORKER_ATTR
 from search_helpers import tiny_space
 
 TINY = ["--data", "fashion-2", "--train-per-class", "16", "--train-per-class2", "16", "--val-per-class", "8",
@@ -250,3 +251,27 @@ def test_a_killed_workers_trial_is_retried_first_at_once_and_resumes(tmp_path, c
     assert retry.user_attrs.get("resumed_from_epoch", 0) >= 1  # from the dead trial's checkpoint
     others = [t for t in study.trials if t.number in waiting_before and t.datetime_start is not None]
     assert all(retry.datetime_start <= t.datetime_start for t in others)  # before every queued trial
+
+
+def test_local_worker_processes_share_one_study_to_its_exact_budget(tmp_path, tiny_space, cache_dir):
+    proc = _search(["--space", str(tiny_space), "--trials", "5", "--promote", "1", "--workers", "2"], tmp_path,
+                   cache_dir)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "phase 1: 2 worker processes, 1 thread each" in out
+    study = _study(tmp_path, "tiny")
+    done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(done) == 5 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    pids = {t.system_attrs[WORKER_ATTR]["pid"] for t in study.trials}
+    assert len(pids) == 2 and proc.pid not in pids  # both workers ran trials; the parent only watched
+    trained = [t.user_attrs["key"] for t in done if "dedupe_of" not in t.user_attrs]
+    assert len(trained) == len(set(trained))  # dedupe holds across the processes
+    assert len(_study(tmp_path, "tiny.phase2").get_trials(states=(TrialState.COMPLETE,))) == 1
+
+
+def test_bad_worker_counts_fail_before_any_work(tmp_path, cache_dir):
+    for flag in (["--workers", "0"], ["--threads", "0"]):
+        proc = _search(["--trials", "2", *flag], tmp_path, cache_dir)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and out.strip() == "snnas: error: --workers and --threads must be at least 1"
+        assert not (tmp_path / "runs").exists()

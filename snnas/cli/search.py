@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--allow-large", action="store_true", help="build and train even when the memory estimate says the network or batch would not fit")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes per phase, sharing the study (measured: bench/search_workers.py)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: this machine's cores shared out among the workers)")
     p.add_argument("--heartbeat-interval", type=int, default=30, help="seconds between a worker's heartbeats")
     p.add_argument("--grace-period", type=int, default=120,
                    help="seconds without a heartbeat before a trial is failed and retried by a live worker")
@@ -70,7 +74,7 @@ def options_from(args: argparse.Namespace):
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,
         train_per_class2=args.train_per_class2, val_per_class=args.val_per_class, width_mult=args.width_mult,
         batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, allow_large=args.allow_large, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
-        heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, create_only=args.create_only)
+        workers=args.workers, threads=args.threads, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, create_only=args.create_only)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,11 @@ running the same command again continues where it stopped.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import shutil
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,7 +31,7 @@ from snnas.search.objective import Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
 from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
 from snnas.study.locks import study_lock
-from snnas.study.storage import create_study_once, describe_storage, open_storage
+from snnas.study.storage import create_study_once, describe_storage, load_existing_study, open_storage
 from snnas.study.workers import run_worker
 from snnas.spaces import Space, load_space
 
@@ -77,8 +81,13 @@ class SearchOptions:
     progress: bool = True
     cache_dir: str | None = None
     create_only: bool = False  # create the studies and enqueue the seeds, then stop
+    workers: int = 1  # local worker processes per phase
+    threads: int | None = None  # torch threads per worker (default: the cores shared out among the workers)
     heartbeat_interval: int = 30  # a worker that stops beating for grace_period is failed and its trial retried
     grace_period: int = 120
+
+    def worker_threads(self, workers: int) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // workers)
 
     @property
     def study_name(self) -> str:
@@ -113,6 +122,8 @@ class SearchOptions:
         samplers.check_sampler(self.sampler)
         if self.trials < 1 or self.promote < 0 or self.epochs < 1 or self.epochs2 < 1:
             raise SnnasError("--trials, --epochs and --epochs2 must be at least 1 and --promote at least 0")
+        if self.workers < 1 or (self.threads is not None and self.threads < 1):
+            raise SnnasError("--workers and --threads must be at least 1")
         if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
             raise SnnasError("--heartbeat-interval must be at least 1 s and below --grace-period")
         if not 0 < self.screen_keep <= 1:
@@ -275,13 +286,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         log(f"created studies {options.study_name} and {phase2_name(options.study_name)}; start the workers now")
         return SearchResult(study1, None)
 
-    screen = Screen(options.screen, options.screen_keep) if options.screen else None
-    objective1 = SearchObjective(space, fid1, splits1, run_dir, Dedupe(study1, lock1), options.objectives,
-                                 options.max_sops, screen, options.device, progress=False, log=log,
-                                 allow_large=options.allow_large, artifacts=artifacts)
-    with ProgressDisplay("phase 1", options.trials, study1, enabled=options.progress) as bar:
-        run_worker(study1, objective1, storage=storage, budget=options.trials, lock=lock1,
-                   callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
+    _run_phase(options, 1, study1, options.trials, resolution, log,
+               lambda: (storage, lock1, _objective(options, 1, study1, lock1, splits1, space, artifacts, log)))
     result = SearchResult(study1, None)
     if options.promote == 0 or not ranked(study1):
         return result
@@ -291,15 +297,98 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     lock2 = study_lock(storage, study2.study_name)
     study2.set_user_attr("fidelity_phase2", fid2.to_dict())
     result.promoted = promote(study1, study2, options.promote, lock2)
-    splits2 = load_splits(fid2.data, resolution=fid2.resolution or resolution, data_seed=fid2.data_seed,
-                          train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class,
-                          cache_dir=options.cache_dir)
-    objective2 = SearchObjective(None, fid2, splits2, run_dir, Dedupe(study2, lock2), ("acc",), None, None,
-                                 options.device, progress=False, log=log, allow_large=options.allow_large,
-                                 artifacts=artifacts)
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
-    with ProgressDisplay("phase 2", budget2, study2, enabled=options.progress) as bar:
-        run_worker(study2, objective2, storage=storage, budget=budget2, lock=lock2,
-                   callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
+
+    def here():
+        splits2 = _phase_splits(options, 2, resolution)
+        return storage, lock2, _objective(options, 2, study2, lock2, splits2, None, artifacts, log)
+
+    _run_phase(options, 2, study2, budget2, resolution, log, here)
     result.phase2 = study2
     return result
+
+
+def _phase_splits(options: SearchOptions, phase: int, resolution: int):
+    from snnas.data import load_splits
+
+    fid = options.fidelities()[phase - 1]
+    return load_splits(fid.data, resolution=fid.resolution or resolution, data_seed=fid.data_seed,
+                       train_per_class=fid.train_per_class, val_per_class=fid.val_per_class,
+                       cache_dir=options.cache_dir)
+
+
+def _objective(options: SearchOptions, phase: int, study: optuna.Study, lock, splits, space: Space | None,
+               artifacts, log: Callable[[str], None]) -> SearchObjective:
+    fid = options.fidelities()[phase - 1]
+    common = dict(device=options.device, progress=False, log=log, allow_large=options.allow_large,
+                  artifacts=artifacts)
+    if phase == 1:
+        screen = Screen(options.screen, options.screen_keep) if options.screen else None
+        return SearchObjective(space, fid, splits, options.run_dir, Dedupe(study, lock), options.objectives,
+                               options.max_sops, screen, **common)
+    return SearchObjective(None, fid, splits, options.run_dir, Dedupe(study, lock), ("acc",), None, None, **common)
+
+
+def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: int, resolution: int,
+               log: Callable[[str], None], here: Callable) -> None:
+    """Run phase ``phase`` to ``budget``: in this process, or in ``options.workers`` local worker
+    processes (each with its own sampler seed and thread count) on the same study."""
+    title = f"phase {phase}"
+    workers = min(options.workers, budget)
+    if workers <= 1:
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        storage, lock, objective = here()
+        with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
+            run_worker(study, objective, storage=storage, budget=budget, lock=lock,
+                       callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
+        return
+    threads = options.worker_threads(workers)
+    log(f"{title}: {workers} worker processes, {threads} thread{'s' if threads > 1 else ''} each")
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or locks inherited
+    procs = [context.Process(target=phase_worker, args=(options, phase, index, threads, budget, resolution),
+                             name=f"snnas-{title.replace(' ', '')}-worker{index}") for index in range(workers)]
+    for proc in procs:
+        proc.start()
+    with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
+        try:
+            while any(proc.is_alive() for proc in procs):
+                time.sleep(WORKER_POLL_S)
+                bar.refresh()
+        except KeyboardInterrupt:  # the workers got it too: they close their trials, then exit
+            for proc in procs:
+                proc.join()
+            raise
+    failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
+    if failed:
+        index, code = failed[0]
+        raise SnnasError(f"{title}: worker {index} exited with code {code} (its message is above)")
+
+
+WORKER_POLL_S = 1.0
+
+
+def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, budget: int, resolution: int) -> None:
+    """One local worker process of a phase (``--workers N``): it opens the study the parent made and
+    runs trials until the phase's budget is reached. Worker ``index`` samples with seed
+    ``seed + index``: workers with one seed would propose the same networks at the same time."""
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = open_storage(options.storage, options.run_dir / "study.db",
+                               heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period)
+        study1 = load_existing_study(storage, options.study_name, samplers.make_sampler(
+            options.sampler, len(options.objectives), options.seed + index, options.trials), make_pruner(options))
+        artifacts = study_artifact_store(study1, None, options.run_dir / DEFAULT_DIR_NAME)
+        if phase == 1:
+            study, space = study1, load_space(options.space, resolution=resolution)
+        else:
+            study, space = load_existing_study(storage, phase2_name(options.study_name)), None
+        lock = study_lock(storage, study.study_name)
+        objective = _objective(options, phase, study, lock, _phase_splits(options, phase, resolution), space,
+                               artifacts, print)
+        run_worker(study, objective, storage=storage, budget=budget, lock=lock, callbacks=[FailureStreak()],
+                   timeout_s=options.timeout_s, log=print)
+    except SnnasError as exc:
+        print(f"snnas: error: worker {index}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)

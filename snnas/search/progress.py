@@ -35,5 +35,10 @@ class ProgressDisplay:
             self.bar.update(1)
         self._postfix()
 
+    def refresh(self) -> None:
+        """Catch up with the study (trials finished by other processes)."""
+        self.bar.n = min(self.total, len(self.study.get_trials(deepcopy=False, states=_COUNTED)))
+        self._postfix()
+
     def __exit__(self, *exc) -> None:
         self.bar.close()
