@@ -6,7 +6,9 @@ STAMP   := $(VENV)/.installed
 SPACE   ?= dense_additive
 # The embedded default: the search's tuned proxy (fashion-10, 600 images a class, 3 epochs, recipe sprint,
 # T=1, width 1/4), the paper's 12 seed networks plus 4 sampled ones, the top 3 at 2400 images a class.
-SEARCH_ARGS ?= --trials 16 --promote 3
+# Two single-thread worker processes: 1.21x the trials per hour of one two-thread process on 2 cores (2 repeats: 1.17, 1.25)
+# (bench/search_workers.py, bench/results/search_workers.json).
+SEARCH_ARGS ?= --trials 16 --promote 3 --workers 2
 
 .PHONY: setup test search data clean
 

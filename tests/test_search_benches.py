@@ -99,3 +99,20 @@ def test_search_outcome_runs_end_to_end_on_tiny_networks(tmp_path):
         assert f["seeds"] == [0, 1] and 0 <= f["test_acc_mean"] <= 1 and f["sops"] > 0
         assert set(f) >= {"key", "genotype", "seeds", "test_acc_mean", "test_acc_spread", "sops"}
     assert out.with_suffix(".png").is_file() and "| network | found by |" in done.stdout
+
+
+def test_search_workers_bench_compares_configurations_on_the_same_networks(tmp_path):
+    out = tmp_path / "workers.json"
+    cmd = [sys.executable, "bench/search_workers.py", "--configs", "1x1", "2x1", "--trials", "3", "--data",
+           "fashion-2", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--",
+           "--resolution", "16", "--train-per-class", "16", "--val-per-class", "8", "--width-mult", "0.0625",
+           "--epochs", "1", "--batch-size", "16"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted((r["workers"], r["threads"]) for r in runs) == [(1, 1), (2, 1)]
+    assert all(r["trials"] == 3 and r["trials_per_hour"] > 0 for r in runs)
+    assert runs[0]["networks"] == runs[1]["networks"]  # the same seed networks in both
+    assert "| 2 x 1 |" in done.stdout and "same networks in every configuration: yes" in done.stdout
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)  # resumes: nothing to run
+    assert again.returncode == 0 and "trials/h (" not in again.stdout.split("|")[0]
