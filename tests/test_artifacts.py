@@ -11,6 +11,8 @@ from snnas.study.artifacts import (STORE_ATTR, ArtifactStoreError, checkpoints_o
                                    parse_artifact_location, study_artifact_store)
 from snnas.study.storage import create_study_once, open_storage
 
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+
 
 def _study(tmp_path, name="s"):
     storage = open_storage(f"sqlite:///{tmp_path}/study.db")
