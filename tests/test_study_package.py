@@ -75,3 +75,16 @@ def test_record_reads_back_what_was_written_and_copies_without_run_only_fields()
     second = study.ask()
     copy_attrs(second, first.user_attrs)
     assert second.user_attrs == {"val_acc": 0.5, "sops": 10.0}
+
+
+def test_study_record_reads_phase_twos_own_fidelity_first():
+    from snnas.search.attrs import StudyAttrs
+
+    phase1, phase2 = optuna.create_study(), optuna.create_study()
+    StudyAttrs(space="s", objectives=["acc"], fidelity_phase1={"data": "a"}, fidelity_phase2={"data": "b"}).write(phase1)
+    assert StudyAttrs.of(phase1).fidelity_phase2 == {"data": "b"}
+    StudyAttrs(fidelity_phase2={"data": "c"}).write(phase2)
+    both = StudyAttrs.of(phase1, phase2)
+    assert (both.space, both.objectives, both.fidelity_phase1, both.fidelity_phase2) == ("s", ["acc"], {"data": "a"},
+                                                                                      {"data": "c"})
+    assert set(phase2.user_attrs) == {"fidelity_phase2"}  # unset fields are not written

@@ -89,3 +89,31 @@ def set_attrs(trial: Any, **values: Any) -> None:
 def copy_attrs(trial: Any, source: Mapping[str, Any], *, skip: frozenset[str] = RUN_ONLY) -> None:
     """Copy a finished trial's record onto ``trial`` (a reuse), without the run-only attributes."""
     set_attrs(trial, **{name: value for name, value in source.items() if name in NAMES and name not in skip})
+
+
+@dataclass(frozen=True)
+class StudyAttrs:
+    """What a search's studies record about the search (user attributes of the phase-1 study; the
+    phase-2 study records its own fidelity, which wins when both have one)."""
+
+    space: str | None = None
+    space_source: str | None = None
+    objectives: list | None = None
+    sampler: str | None = None  # the sampler that really runs (snnas.search.samplers.sampler_name)
+    fidelity_phase1: dict | None = None
+    fidelity_phase2: dict | None = None
+
+    @classmethod
+    def of(cls, phase1: Any, phase2: Any = None) -> StudyAttrs:
+        names = [f.name for f in fields(cls)]
+        values = {name: phase1.user_attrs[name] for name in names if name in phase1.user_attrs}
+        if phase2 is not None and phase2.user_attrs.get("fidelity_phase2"):
+            values["fidelity_phase2"] = phase2.user_attrs["fidelity_phase2"]
+        return cls(**values)
+
+    def write(self, study: Any) -> None:
+        """Record the fields that are set on ``study``."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                study.set_user_attr(f.name, value)

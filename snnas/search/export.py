@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from snnas.errors import SnnasError, StorageError
+from snnas.search.attrs import StudyAttrs, TrialAttrs
 from snnas.search.leaderboard import Leaderboard, Row, build_leaderboard, fmt_acc, fmt_count, fmt_float
 from snnas.files import atomic_write_text, shared_mode
 from snnas.study.artifacts import (DEFAULT_DIR_NAME, STORE_ATTR, ArtifactStore, ArtifactStoreError,
@@ -128,7 +129,7 @@ def _fidelity_of(trial: FrozenTrial | None, known: Mapping[str, Any] | None) -> 
     the trial's fidelity key (which spells out every setting)."""
     if trial is None:
         return None
-    key = trial.user_attrs.get("fidelity")
+    key = TrialAttrs.of(trial).fidelity
     if known and (key is None or known.get("key") == key):
         return known
     return key
@@ -161,11 +162,8 @@ def retrain_command(genotype_json: Path, data: str, data_seed: int | None, key: 
 
 def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[str, Any] | None,
                   final_dir: Path) -> str:
-    attrs = searches.phase1.user_attrs
-    fid1_known = attrs.get("fidelity_phase1")
-    fid2_known = attrs.get("fidelity_phase2")
-    if searches.phase2 is not None and searches.phase2.user_attrs.get("fidelity_phase2"):
-        fid2_known = searches.phase2.user_attrs["fidelity_phase2"]
+    attrs = StudyAttrs.of(searches.phase1, searches.phase2)
+    fid1_known, fid2_known = attrs.fidelity_phase1, attrs.fidelity_phase2
     t1 = _trial(searches.phase1, row.phase1_trial)
     t2 = _trial(searches.phase2, row.trial) if row.phase == "phase2" else None
     title = " = ".join(row.names) if row.names else f"network {row.key}"
@@ -187,14 +185,14 @@ def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[s
                                      ("phase 2", t2, row.phase2_acc, fid2_known)):
         if trial is None and acc is None:
             continue
-        a = trial.user_attrs if trial is not None else {}
+        a = TrialAttrs.of(trial) if trial is not None else TrialAttrs()
         fid = weights_fidelity if (phase.replace(" ", "") == row.phase and weights_fidelity) else \
             _fidelity_of(trial, known)
         lines.append(f"| {phase} | {trial.number if trial is not None else '-'} | {_describe_fidelity(fid)} | "
-                     f"{fmt_acc(acc)} | {fmt_count(a.get('params'))} | {fmt_count(a.get('sops'))} | "
-                     f"{fmt_float(a.get('energy_mj'))} | {fmt_float(a.get('firing_rate'))} |")
+                     f"{fmt_acc(acc)} | {fmt_count(a.params)} | {fmt_count(a.sops)} | "
+                     f"{fmt_float(a.energy_mj)} | {fmt_float(a.firing_rate)} |")
     ranking = t2 if t2 is not None else t1
-    by_stage = ranking.user_attrs.get("firing_by_stage") if ranking is not None else None
+    by_stage = TrialAttrs.of(ranking).firing_by_stage if ranking is not None else None
     if isinstance(by_stage, Mapping) and by_stage:
         lines += ["", "Firing rate by stage (" + row.phase.replace("phase", "phase ") + "): "
                   + ", ".join(f"{k} {fmt_float(v)}" for k, v in by_stage.items())]

@@ -26,7 +26,7 @@ from snnas.search import defaults, samplers
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.leaderboard import summarize
-from snnas.search.attrs import TrialAttrs, attrs_dict
+from snnas.search.attrs import StudyAttrs, TrialAttrs, attrs_dict
 from snnas.search.objective import Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
 from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
@@ -267,11 +267,9 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         study1 = create_study_once(storage, options.study_name, directions, make_sampler(options),
                                    make_pruner(options))
         lock1 = study_lock(storage, study1.study_name)
-        for key, value in {"space": space.name, "space_source": space.source, "objectives": list(options.objectives),
-                           "sampler": samplers.sampler_name(options.sampler, len(options.objectives)),
-                           "fidelity_phase1": fid1.to_dict(),
-                           "fidelity_phase2": fid2.to_dict()}.items():
-            study1.set_user_attr(key, value)
+        StudyAttrs(space=space.name, space_source=space.source, objectives=list(options.objectives),
+                   sampler=samplers.sampler_name(options.sampler, len(options.objectives)),
+                   fidelity_phase1=fid1.to_dict(), fidelity_phase2=fid2.to_dict()).write(study1)
         artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME)
         added = enqueue_seeds(study1, space, lock1)
     except BaseException:
@@ -295,7 +293,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     study2 = create_study_once(storage, phase2_name(options.study_name), ["maximize"],
                                optuna.samplers.RandomSampler(seed=options.seed), optuna.pruners.NopPruner())
     lock2 = study_lock(storage, study2.study_name)
-    study2.set_user_attr("fidelity_phase2", fid2.to_dict())
+    StudyAttrs(fidelity_phase2=fid2.to_dict()).write(study2)
     result.promoted = promote(study1, study2, options.promote, lock2)
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
 

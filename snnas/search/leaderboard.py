@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, agreement
-from snnas.search.attrs import TrialAttrs
+from snnas.search.attrs import StudyAttrs, TrialAttrs
 
 TERMINAL_WIDTH = 100
 
@@ -186,7 +186,7 @@ def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) 
         if key not in best2:
             rows.append(_row(len(rows) + 1, trial, "phase1", trial, names))
     fidelities = {str(TrialAttrs.of(t).fidelity) for t in best1.values()}
-    objectives = tuple(phase1.user_attrs.get("objectives") or ("acc",))
+    objectives = tuple(StudyAttrs.of(phase1).objectives or ("acc",))
     return Leaderboard(rows=tuple(rows), phase1=_counts(trials1), phase2=_counts(trials2) if phase2 else None,
                        objectives=objectives, phase1_fidelities=max(1, len(fidelities)))
 

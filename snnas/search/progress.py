@@ -36,9 +36,11 @@ class ProgressDisplay:
         self._postfix()
 
     def refresh(self) -> None:
-        """Catch up with the study (trials finished by other processes)."""
-        self.bar.n = min(self.total, len(self.study.get_trials(deepcopy=False, states=_COUNTED)))
-        self._postfix()
+        """Catch up with the study (trials finished by other processes); redraws only on a change."""
+        done = min(self.total, len(self.study.get_trials(deepcopy=False, states=_COUNTED)))
+        if done != self.bar.n:
+            self.bar.update(done - self.bar.n)
+            self._postfix()
 
     def __exit__(self, *exc) -> None:
         self.bar.close()

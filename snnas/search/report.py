@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.files import atomic_write_text
 from snnas.groundtruth import Table, find_table
 from snnas.plots.genes import Skipped, accuracy_study, plot_importances, plot_slices, plot_timeline
-from snnas.search.attrs import TrialAttrs, attr_name
+from snnas.search.attrs import StudyAttrs, TrialAttrs, attr_name
 from snnas.search.leaderboard import (Leaderboard, best_per_key, build_leaderboard, is_reuse, format_markdown,
                                       format_terminal)
 from snnas.study.failures import FailureRecord, failures_markdown, list_failures
@@ -75,8 +75,9 @@ def write_plots(phase1: optuna.Study, phase2: optuna.Study | None, board: Leader
     trials1 = phase1.get_trials(deepcopy=False)
     trials2 = phase2.get_trials(deepcopy=False) if phase2 is not None else []
     names = {r.key: r.name for r in board.rows if r.name}
-    data1 = (phase1.user_attrs.get("fidelity_phase1") or {}).get("data", "")
-    data2 = (phase1.user_attrs.get("fidelity_phase2") or {}).get("data", "")
+    attrs = StudyAttrs.of(phase1)
+    data1 = (attrs.fidelity_phase1 or {}).get("data", "")
+    data2 = (attrs.fidelity_phase2 or {}).get("data", "")
     title1 = f"phase 1, {data1}" if data1 else "phase 1"
     title2 = f"phase 2, {data2}" if data2 else "phase 2"
     plots: dict[str, Path] = {}
@@ -152,20 +153,18 @@ def export_command(study_name: str, run_dir: Path, rank: int = 1) -> str:
 
 def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Leaderboard, run_dir: Path,
                     plots: Mapping[str, Path | Skipped], truth: Table | None = None) -> str:
-    attrs = phase1.user_attrs
-    fid1, fid2 = attrs.get("fidelity_phase1"), attrs.get("fidelity_phase2")
-    if phase2 is not None and phase2.user_attrs.get("fidelity_phase2"):
-        fid2 = phase2.user_attrs["fidelity_phase2"]
+    attrs = StudyAttrs.of(phase1, phase2)
+    fid1, fid2 = attrs.fidelity_phase1, attrs.fidelity_phase2
     objectives = board.objectives
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# Search report: {phase1.study_name}", ""]
-    space = attrs.get("space")
+    space = attrs.space
     if space:
-        source = attrs.get("space_source")
+        source = attrs.space_source
         lines.append(f"- space: `{space}`" + (f" (`{source}`)" if source else ""))
     lines.append("- objectives: " + ", ".join(f"{o} ({_DIRECTIONS.get(o, '?')})" for o in objectives))
-    if attrs.get("sampler"):
-        lines.append(f"- sampler: {attrs['sampler']}")
+    if attrs.sampler:
+        lines.append(f"- sampler: {attrs.sampler}")
     lines.append(f"- written: {now}")
     lines += ["", "## Leaderboard", ""]
     d1 = (fid1 or {}).get("data", "phase-1 data")
@@ -202,8 +201,8 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
 
 def study_groundtruth(phase1: optuna.Study, directory: str | os.PathLike | None = None) -> Table | None:
     """The ground-truth table trained on a phase's data (phase 2's first, then phase 1's), if any."""
-    for name in ("fidelity_phase2", "fidelity_phase1"):
-        fid = phase1.user_attrs.get(name) or {}
+    attrs = StudyAttrs.of(phase1)
+    for fid in (attrs.fidelity_phase2 or {}, attrs.fidelity_phase1 or {}):
         if fid.get("data"):
             table = find_table(fid["data"], int(fid.get("data_seed") or 0), *([directory] if directory else []))
             if table is not None:

@@ -33,6 +33,9 @@ def make_sampler(name: str, objectives: int, seed: int, trials: int) -> optuna.s
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
+    # constant_liar: a trial another worker is still training counts as a poor result while TPE
+    # proposes, so parallel workers spread out instead of proposing the network being trained (one
+    # process asks only between its trials, where nothing of its own runs: no change there).
     with quiet_experimental():  # multivariate TPE is marked experimental
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
                                           n_startup_trials=max(4, trials // 4))

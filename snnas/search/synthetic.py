@@ -22,6 +22,7 @@ from snnas.errors import SnnasError
 from snnas.files import atomic_write_json
 from snnas.search.attrs import set_attrs
 from snnas.search.dedupe import Dedupe
+from snnas.search.samplers import SAMPLERS, make_sampler
 from snnas.study.locks import study_lock
 from snnas.study.storage import (DEFAULT_GRACE_PERIOD_S, DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_MAX_RETRY,
                                  create_study_once, describe_storage, load_existing_study, open_storage)
@@ -100,14 +101,6 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
     raise SnnasError(f"unknown pruner '{name}' (median, none)")
 
 
-def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    raise SnnasError(f"unknown sampler '{name}' (random, tpe)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(
         prog="python -m snnas.search.synthetic",
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", default="synthetic")
     parser.add_argument("--no-dedupe", action="store_true")
     parser.add_argument("--trace-dir", type=Path)
-    parser.add_argument("--sampler", default="random")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="random")
     parser.add_argument("--pruner", default="median")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL_S)
@@ -138,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         storage = open_storage(args.storage, heartbeat_interval=args.heartbeat_interval,
                                grace_period=args.grace_period, max_retry=args.max_retry)
-        sampler, pruner = _sampler(args.sampler, args.seed), _pruner(args.pruner)
+        sampler, pruner = make_sampler(args.sampler, 1, args.seed, args.budget), _pruner(args.pruner)
         if args.create:
             study = create_study_once(storage, args.study, ["maximize"], sampler=sampler, pruner=pruner)
         else:
