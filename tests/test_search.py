@@ -169,10 +169,12 @@ def _wait_mid_trial(tmp_path, name, proc, timeout=300):
     pytest.fail("no trial completed in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig):
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGKILL, 1), (signal.SIGINT, 2),
+                                          (signal.SIGKILL, 2)])
+def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, workers):
+    """Ctrl-C or kill -9 of the whole process group (with --workers 2: the parent and its workers)."""
     args = ["--space", "dense_additive", "--study", "resume", "--trials", "6", "--promote", "1", "--epochs", "3",
-            "--heartbeat-interval", "1", "--grace-period", "3"]
+            "--heartbeat-interval", "1", "--grace-period", "3", "--workers", str(workers)]
     proc = _search(args, tmp_path, cache_dir, start_new_session=True)
     _wait_mid_trial(tmp_path, "resume", proc)
     os.killpg(proc.pid, sig)

@@ -358,6 +358,8 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
                 proc.join()
             raise
     failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
+    if any(proc.exitcode == 130 for proc in procs):  # interrupted on its own (a signal to it alone)
+        raise KeyboardInterrupt
     if failed:
         index, code = failed[0]
         raise SnnasError(f"{title}: worker {index} exited with code {code} (its message is above)")
@@ -390,3 +392,5 @@ def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, b
     except SnnasError as exc:
         print(f"snnas: error: worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # its trial is closed as interrupted; the parent says so once
+        sys.exit(130)
