@@ -286,3 +286,18 @@ def test_synthetic_key_folds_depth_one():
     assert synthetic_key(1, "dense_add") == synthetic_key(1, "chain") == "chain-d1"
     assert synthetic_key(2, "dense_add") != synthetic_key(2, "dense_cat")
     assert synthetic_accuracy("dense_add-d3", 3) > synthetic_accuracy("chain-d3", 3)
+
+
+def test_an_interrupt_while_a_trial_is_taken_arrives_once_the_worker_holds_it():
+    import os
+    import signal
+
+    from snnas.study.workers import interrupts_deferred
+
+    held = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # a handler would run here, were the signal not held
+            held = True
+    assert held

@@ -14,12 +14,15 @@ tell a dead worker from a slow one, so there workers leave when nothing is left 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.storages import BaseStorage
@@ -70,6 +73,30 @@ def _count(study: optuna.Study) -> tuple[int, int]:
     trials = study.get_trials(deepcopy=False, states=(*_FINISHED, TrialState.RUNNING))
     finished = sum(t.state in _FINISHED for t in trials)
     return finished, len(trials) - finished
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) while a trial is being taken.
+
+    ``study.ask`` creates the trial (RUNNING) before the sampler proposes its parameters, which
+    takes a while for TPE; an interrupt in between would leave a RUNNING trial that this worker
+    never learnt it holds, so nobody would close it. A signal that arrives meanwhile is delivered
+    when the block ends, once the worker holds the trial and can close it as interrupted.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):  # Python's own handler raises KeyboardInterrupt here
+            previous(*held[0])
+        elif held and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _ask(study: optuna.Study) -> optuna.Trial:
@@ -126,7 +153,9 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                         with quiet_experimental():
                             optuna.storages.fail_stale_trials(study)
                     finished, running = _count(study)
-                    trial = _ask(study) if finished < budget and finished + running < budget else None
+                    if finished < budget and finished + running < budget:
+                        with interrupts_deferred():
+                            trial = _ask(study)
                 finally:
                     summary.lock_held_s += time.monotonic() - acquired
             if finished >= budget:
