@@ -277,3 +277,7 @@ def test_bad_worker_counts_fail_before_any_work(tmp_path, cache_dir):
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 2 and out.strip() == "snnas: error: --workers and --threads must be at least 1"
         assert not (tmp_path / "runs").exists()
+    proc = _search(["--trials", "2", "--workers", "2", "--storage", "sqlite:///:memory:"], tmp_path, cache_dir)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "an in-memory SQLite study lives in one process" in out
+    assert not (tmp_path / "runs").exists()

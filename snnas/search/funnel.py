@@ -31,7 +31,8 @@ from snnas.search.objective import Screen, SearchObjective
 from snnas.search.progress import ProgressDisplay
 from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
 from snnas.study.locks import study_lock
-from snnas.study.storage import create_study_once, describe_storage, load_existing_study, open_storage
+from snnas.study.storage import (create_study_once, describe_storage, load_existing_study, open_storage,
+                                 parse_storage_url)
 from snnas.study.workers import run_worker
 from snnas.spaces import Space, load_space
 
@@ -124,6 +125,10 @@ class SearchOptions:
             raise SnnasError("--trials, --epochs and --epochs2 must be at least 1 and --promote at least 0")
         if self.workers < 1 or (self.threads is not None and self.threads < 1):
             raise SnnasError("--workers and --threads must be at least 1")
+        if self.workers > 1 and self.storage is not None and parse_storage_url(self.storage).path is None \
+                and parse_storage_url(self.storage).kind == "sqlite":
+            raise SnnasError(f"--workers {self.workers}: an in-memory SQLite study lives in one process; give a "
+                             "file or a database the worker processes can share")
         if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
             raise SnnasError("--heartbeat-interval must be at least 1 s and below --grace-period")
         if not 0 < self.screen_keep <= 1:
