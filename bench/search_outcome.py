@@ -39,6 +39,7 @@ from snnas.fit import FitSettings, built_genotype
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, slug
 from snnas.plots.files import plt, save_png
+from snnas.search.attrs import TrialAttrs
 from snnas.search.funnel import run_search
 from snnas.search.leaderboard import summarize
 
@@ -83,12 +84,12 @@ def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
         trials = sorted(result.phase1.best_trials, key=lambda t: -t.values[0])
     out, seen = [], set()
     for t in trials:
-        genotype = t.user_attrs["canonical"]
-        key = t.user_attrs["key"]
+        attrs = TrialAttrs.of(t)
+        key = attrs.key
         if key not in seen and (mode == "acc" or len(seen) < pareto_max):  # at most pareto_max networks, not trials
             seen.add(key)
-            out.append({"key": key, "genotype": genotype, "mode": mode, "phase1_acc": t.values[0],
-                        "phase1_sops": t.user_attrs.get("sops"), "seed_preset": t.user_attrs.get("seed_preset")})
+            out.append({"key": key, "genotype": attrs.canonical, "mode": mode, "phase1_acc": t.values[0],
+                        "phase1_sops": attrs.sops, "seed_preset": attrs.seed_preset})
     return out
 
 

@@ -197,8 +197,8 @@ def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, work
     for number in left_running:  # a killed worker's trial: failed by its stale heartbeat, then retried
         assert study.trials[number].state == TrialState.FAIL
         retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
-        dead = study.trials[number].params  # a worker killed while sampling had drawn only some genes
-        assert retried and dead and {k: retried[0].params.get(k) for k in dead} == dead
+        dead = study.trials[number].params  # killed while sampling: some genes drawn, or none yet
+        assert retried and {k: retried[0].params.get(k) for k in dead} == dead
     assert _study(tmp_path, "resume.phase2").get_trials(states=(TrialState.COMPLETE,))
 
 
