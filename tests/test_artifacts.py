@@ -99,3 +99,48 @@ def test_s3_parses_bucket_and_prefix_and_names_boto3_when_missing():
     except ImportError:
         with pytest.raises(ArtifactStoreError, match=r"needs boto3 \(pip install 'snnas\[s3\]'\)"):
             open_artifact_store(loc)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", ["write", "remove"])
+def test_a_worker_killed_inside_a_save_leaves_no_file_behind(tmp_path, crash_at):
+    """Killed mid-write (a partial file nothing points to) or after the swap (the replaced file
+    still there): the next save, here the retry's, removes the leftover."""
+    study = _study(tmp_path)
+    store = open_artifact_store(tmp_path / "store")
+    trial = study.ask()
+    local = tmp_path / "local.pt"
+    local.write_bytes(b"epoch 1")
+    store.save_checkpoint(trial, "phase1", local, 1)
+    backend = store.backend
+    real = getattr(backend, crash_at)
+
+    def crash(artifact_id, *args):
+        if crash_at == "write":
+            args[0].read(3)
+            (tmp_path / "store" / artifact_id).write_bytes(b"par")  # a half-written file
+        raise _Crash()
+
+    setattr(backend, crash_at, crash)
+    local.write_bytes(b"epoch 2")
+    with pytest.raises(_Crash):
+        store.save_checkpoint(trial, "phase1", local, 2)
+    setattr(backend, crash_at, real)
+    assert len(_files(tmp_path / "store")) == 2  # one file too many, but listed as garbage
+    expected = 1 if crash_at == "write" else 2  # the swap happened only when the remove crashed
+    assert checkpoints_of(trial)["phase1"]["step"] == expected
+
+    study.tell(trial, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[trial.number])
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    retry = optuna.Trial(study, waiting._trial_id)
+    assert store.restore_checkpoints(retry, lambda slot: tmp_path / "r" / slot) == {"phase1": expected}
+    assert (tmp_path / "r" / "phase1").read_bytes() == f"epoch {expected}".encode()
+    local.write_bytes(b"epoch 3")
+    store.save_checkpoint(retry, "phase1", local, 3)
+    assert len(_files(tmp_path / "store")) == 1  # the leftover is gone with the replaced file
+    store.drop_checkpoints(retry)
+    assert _files(tmp_path / "store") == []

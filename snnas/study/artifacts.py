@@ -14,7 +14,7 @@ Two kinds of files:
   named by one trial system attribute, ``{slot: {"artifact_id", "step"}}``, which is swapped
   only after the new file is complete; the file it replaced is then removed. Optuna copies a
   failed trial's system attributes to its retry, so a retry on any machine finds the dead
-  trial's last checkpoint.
+  trial's last checkpoint (and the files a kill left half-handled, which it removes).
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from snnas.errors import SnnasError
 DEFAULT_DIR_NAME = "artifacts"  # under the run directory
 STORE_ATTR = "artifact_store"  # study user attr: where the study's files live (a path or s3:// URL)
 CHECKPOINTS_SYSTEM_ATTR = "snnas_checkpoints"  # trial system attr: {slot: {"artifact_id", "step"}}
+GARBAGE_SYSTEM_ATTR = "snnas_checkpoint_garbage"  # trial system attr: stored files nothing points to
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -129,17 +130,36 @@ class ArtifactStore:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, trial: optuna.Trial, slot: str, path: Path, step: int) -> str:
-        """Store ``path`` as the trial's checkpoint for ``slot`` (one per slot: each replaces the last)."""
+        """Store ``path`` as the trial's checkpoint for ``slot`` (one per slot: each replaces the last).
+
+        A worker may die at any point of this; nothing it leaves is lost track of. Every file that
+        is not (or no longer) pointed to is first listed as garbage, and the next save (this
+        trial's, or its retry's: the list travels with the system attributes) removes it.
+        """
+        self._collect_garbage(trial)
         artifact_id = f"checkpoint-{uuid.uuid4()}"
+        pointers = dict(checkpoints_of(trial))
+        old = (pointers.get(slot) or {}).get("artifact_id")
+        # Both files are garbage but for the one the pointer names: before the swap the new one,
+        # after it the old one. Listed first, so that a kill anywhere below leaks nothing.
+        _set(trial, GARBAGE_SYSTEM_ATTR, [artifact_id, *([old] if old else [])])
         with open(path, "rb") as handle:
             self.backend.write(artifact_id, handle)
-        pointers = dict(checkpoints_of(trial))
-        old = pointers.get(slot)
         pointers[slot] = {"artifact_id": artifact_id, "step": int(step)}
-        trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR, pointers)
-        if old and old.get("artifact_id") != artifact_id:
-            self.remove(old["artifact_id"])
+        _set(trial, CHECKPOINTS_SYSTEM_ATTR, pointers)
+        if old:
+            self.remove(old)
+        _set(trial, GARBAGE_SYSTEM_ATTR, [])
         return artifact_id
+
+    def _collect_garbage(self, trial: optuna.Trial) -> None:
+        current = {ref.get("artifact_id") for ref in checkpoints_of(trial).values()}
+        garbage = _attr(trial, GARBAGE_SYSTEM_ATTR, list)
+        for artifact_id in garbage:
+            if artifact_id not in current:  # the listed file the pointer names stays
+                self.remove(artifact_id)
+        if garbage:
+            _set(trial, GARBAGE_SYSTEM_ATTR, [])
 
     def restore_checkpoints(self, trial: optuna.Trial, dest: Callable[[str], Path]) -> dict[str, int]:
         """Download the checkpoints this trial holds (a retry: the dead trial's) to ``dest(slot)``;
@@ -153,17 +173,29 @@ class ArtifactStore:
     def drop_checkpoints(self, trial: optuna.Trial) -> None:
         """Remove the trial's checkpoints once its result is recorded: nothing resumes it any more."""
         pointers = checkpoints_of(trial)
-        if not pointers:
+        garbage = _attr(trial, GARBAGE_SYSTEM_ATTR, list)
+        if not pointers and not garbage:
             return
-        trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR, {})
-        for ref in pointers.values():
-            self.remove(ref["artifact_id"])
+        ids = list(dict.fromkeys([*garbage, *(ref["artifact_id"] for ref in pointers.values())]))
+        _set(trial, GARBAGE_SYSTEM_ATTR, ids)  # listed before unpointed: a kill now leaks nothing
+        _set(trial, CHECKPOINTS_SYSTEM_ATTR, {})
+        for artifact_id in ids:
+            self.remove(artifact_id)
+        _set(trial, GARBAGE_SYSTEM_ATTR, [])
+
+
+def _attr(trial: optuna.Trial, name: str, kind: type) -> Any:
+    value = trial.storage.get_trial_system_attrs(trial._trial_id).get(name)
+    return value if isinstance(value, kind) else kind()
+
+
+def _set(trial: optuna.Trial, name: str, value: Any) -> None:
+    trial.storage.set_trial_system_attr(trial._trial_id, name, value)
 
 
 def checkpoints_of(trial: optuna.Trial) -> Mapping[str, Mapping[str, Any]]:
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    pointers = attrs.get(CHECKPOINTS_SYSTEM_ATTR) or {}
-    return pointers if isinstance(pointers, Mapping) else {}
+    """The trial's checkpoint per slot: ``{slot: {"artifact_id", "step"}}``."""
+    return _attr(trial, CHECKPOINTS_SYSTEM_ATTR, dict)
 
 
 def open_artifact_store(location: ArtifactLocation | str | os.PathLike, flag: str = "--artifacts") -> ArtifactStore:
