@@ -301,3 +301,24 @@ def test_an_interrupt_while_a_trial_is_taken_arrives_once_the_worker_holds_it():
             time.sleep(0.05)  # a handler would run here, were the signal not held
             held = True
     assert held
+
+
+def test_a_parent_closes_the_trials_its_interrupted_workers_left_running(tmp_path):
+    import os
+    import socket
+
+    from snnas.study.attrs import REASON_ATTR, WORKER_ATTR
+    from snnas.study.heartbeats import _process_start, fail_dead_local_trials
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = create_study_once(storage, STUDY, ["maximize"])
+    dead, alive, elsewhere = study.ask(), study.ask(), study.ask()
+    parent = os.getppid()  # alive; with another start time it stands for a dead process whose pid was reused
+    for trial, host, start in ((dead, socket.gethostname(), "1"), (alive, socket.gethostname(), _process_start(parent)),
+                               (elsewhere, "another-host", "1")):
+        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, {"host": host, "pid": parent, "start": start})
+    assert fail_dead_local_trials(study, interrupted=True) == [dead.number]
+    states = {t.number: (t.state, t.user_attrs.get(REASON_ATTR)) for t in study.get_trials()}
+    assert states[dead.number] == (TrialState.FAIL, "interrupted")
+    assert states[alive.number][0] == states[elsewhere.number][0] == TrialState.RUNNING
+    assert not study.get_trials(states=(TrialState.WAITING,))  # an interrupted trial is not retried

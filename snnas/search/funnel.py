@@ -33,6 +33,7 @@ from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, stu
 from snnas.study.locks import study_lock
 from snnas.study.storage import (create_study_once, describe_storage, load_existing_study, open_storage,
                                  parse_storage_url)
+from snnas.study.heartbeats import fail_dead_local_trials
 from snnas.study.workers import run_worker
 from snnas.spaces import Space, load_space
 
@@ -361,6 +362,7 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
         except KeyboardInterrupt:  # the workers got it too: they close their trials, then exit
             for proc in procs:
                 proc.join()
+            fail_dead_local_trials(study, log, interrupted=True)  # whatever point the interrupt reached in them
             raise
     failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
     if any(proc.exitcode == 130 for proc in procs):  # interrupted on its own (a signal to it alone)

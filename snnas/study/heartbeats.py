@@ -17,8 +17,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from snnas.study.attrs import WORKER_ATTR
-from snnas.study.failures import describe_exception
+from snnas.study.attrs import REASON_ATTR, WORKER_ATTR
+from snnas.study.failures import INTERRUPTED, describe_exception
 
 _logger = logging.getLogger(__name__)
 
@@ -90,22 +90,34 @@ def _is_dead_here(worker: Any) -> bool:
     return worker.get("start") is not None and start != worker["start"]  # the pid now names another process
 
 
-def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _logger.warning) -> list[int]:
+def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _logger.warning, *,
+                           interrupted: bool = False) -> list[int]:
     """Fail (and, through the storage's retry callback, re-queue) the RUNNING trials whose worker
-    ran on this machine and is gone: no need to wait out the heartbeat's grace period for them."""
+    ran on this machine and is gone: no need to wait out the heartbeat's grace period for them.
+
+    ``interrupted``: the workers were stopped on purpose (Ctrl-C to a parent and its worker
+    processes); their leftover trials fail as ``interrupted``, as the workers' own would, and are
+    not retried.
+    """
     storage = study._storage
-    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    callback = None if interrupted else getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(WORKER_ATTR)
         if not _is_dead_here(worker):
             continue
         try:
+            if interrupted:
+                storage.set_trial_user_attr(t._trial_id, REASON_ATTR, INTERRUPTED)
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         failed.append(t.number)
+        if interrupted:
+            log(f"trial {t.number}: its worker (process {worker['pid']}) was interrupted before it could close it; "
+                "closed as interrupted")
+            continue
         log(f"trial {t.number} was running in process {worker['pid']} on this machine, which is gone; "
             "retrying it now (from its last checkpoint)")
         if callback is not None:  # re-queues it, as a stale heartbeat would
