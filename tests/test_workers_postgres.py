@@ -13,7 +13,7 @@ import pytest
 
 from pg import ROLE_PASSWORD, free_port
 from snnas.errors import StorageError
-from snnas.study.artifacts import CHECKPOINTS_SYSTEM_ATTR
+from snnas.study.artifacts import checkpoint_slots
 from snnas.study.storage import check_storage, open_storage
 from test_workers import STUDY, concurrent_scenario, kill_scenario
 
@@ -113,7 +113,7 @@ def _running_checkpoint(url: str, study: str) -> int | None:
     except KeyError:  # the study is not created yet
         return None
     for t in trials:
-        pointers = t.system_attrs.get(CHECKPOINTS_SYSTEM_ATTR) or {}
+        pointers = checkpoint_slots(t.system_attrs)
         if any(ref["step"] >= 1 for ref in pointers.values()):
             return t.number
     return None

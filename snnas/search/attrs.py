@@ -56,10 +56,6 @@ class TrialAttrs:
         attrs = trial.user_attrs
         return cls(**{name: attrs[name] for name in NAMES if name in attrs})
 
-    def written(self) -> dict[str, Any]:
-        """The attributes that are set, as the user-attribute dict they are stored as."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
 
 NAMES: frozenset[str] = frozenset(f.name for f in fields(TrialAttrs))
 RUN_ONLY: frozenset[str] = frozenset(f.name for f in fields(TrialAttrs) if f.metadata.get("run_only"))
@@ -86,9 +82,9 @@ def set_attrs(trial: Any, **values: Any) -> None:
         trial.set_user_attr(name, value)
 
 
-def copy_attrs(trial: Any, source: Mapping[str, Any], *, skip: frozenset[str] = RUN_ONLY) -> None:
+def copy_attrs(trial: Any, source: Mapping[str, Any]) -> None:
     """Copy a finished trial's record onto ``trial`` (a reuse), without the run-only attributes."""
-    set_attrs(trial, **{name: value for name, value in source.items() if name in NAMES and name not in skip})
+    set_attrs(trial, **{name: value for name, value in source.items() if name in NAMES and name not in RUN_ONLY})
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,8 @@ class SearchOptions:
             raise SnnasError("--trials, --epochs and --epochs2 must be at least 1 and --promote at least 0")
         if self.workers < 1 or (self.threads is not None and self.threads < 1):
             raise SnnasError("--workers and --threads must be at least 1")
-        if self.workers > 1 and self.storage is not None and parse_storage_url(self.storage).path is None \
-                and parse_storage_url(self.storage).kind == "sqlite":
+        in_memory = self.storage is not None and parse_storage_url(self.storage).url == "sqlite:///:memory:"
+        if self.workers > 1 and in_memory:
             raise SnnasError(f"--workers {self.workers}: an in-memory SQLite study lives in one process; give a "
                              "file or a database the worker processes can share")
         if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
@@ -364,9 +364,9 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
                 proc.join()
             fail_dead_local_trials(study, log, interrupted=True)  # whatever point the interrupt reached in them
             raise
-    failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
     if any(proc.exitcode == 130 for proc in procs):  # interrupted on its own (a signal to it alone)
         raise KeyboardInterrupt
+    failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
     if failed:
         index, code = failed[0]
         raise SnnasError(f"{title}: worker {index} exited with code {code} (its message is above)")

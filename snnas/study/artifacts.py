@@ -11,8 +11,9 @@ Two kinds of files:
 - results (a trained network's weights) go through :func:`optuna.artifacts.upload_artifact`,
   so they are listed with their trial (optuna-dashboard shows them);
 - checkpoints are replaced every epoch, so they are written to the store under fresh ids and
-  named by one trial system attribute, ``{slot: {"artifact_id", "step"}}``, which is swapped
-  only after the new file is complete; the file it replaced is then removed. Optuna copies a
+  named by one trial system attribute, ``{"slots": {slot: {"artifact_id", "step"}}, "garbage":
+  [...]}``, whose slot is swapped only after the new file is complete; the file it replaced is
+  then removed. Optuna copies a
   failed trial's system attributes to its retry, so a retry on any machine finds the dead
   trial's last checkpoint (and the files a kill left half-handled, which it removes).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -34,8 +36,8 @@ from snnas.errors import SnnasError
 
 DEFAULT_DIR_NAME = "artifacts"  # under the run directory
 STORE_ATTR = "artifact_store"  # study user attr: where the study's files live (a path or s3:// URL)
-CHECKPOINTS_SYSTEM_ATTR = "snnas_checkpoints"  # trial system attr: {slot: {"artifact_id", "step"}}
-GARBAGE_SYSTEM_ATTR = "snnas_checkpoint_garbage"  # trial system attr: stored files nothing points to
+# trial system attr: {"slots": {slot: {"artifact_id", "step"}}, "garbage": [stored files no slot names]}
+CHECKPOINTS_SYSTEM_ATTR = "snnas_checkpoints"
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -106,13 +108,13 @@ class ArtifactStore:
         return upload_artifact(artifact_store=self.backend, file_path=str(path), study_or_trial=trial)
 
     def download(self, artifact_id: str, dest: Path, what: str = "file") -> Path:
-        """Copy artifact ``artifact_id`` to ``dest``, complete or not at all."""
+        """Copy artifact ``artifact_id`` to ``dest``, complete or not at all
+        (``optuna.artifacts.download_artifact`` writes ``dest`` in place: a kill leaves half a file)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, self.backend.open_reader(artifact_id) as reader:
-                while chunk := reader.read(1 << 20):
-                    out.write(chunk)
+                shutil.copyfileobj(reader, out)
             os.replace(tmp, dest)
         except ArtifactNotFound:
             raise ArtifactStoreError(f"{what} {artifact_id} is not in the artifact store {self.location.text} "
@@ -132,34 +134,24 @@ class ArtifactStore:
     def save_checkpoint(self, trial: optuna.Trial, slot: str, path: Path, step: int) -> str:
         """Store ``path`` as the trial's checkpoint for ``slot`` (one per slot: each replaces the last).
 
-        A worker may die at any point of this; nothing it leaves is lost track of. Every file that
-        is not (or no longer) pointed to is first listed as garbage, and the next save (this
-        trial's, or its retry's: the list travels with the system attributes) removes it.
+        A worker may die at any point of this, and nothing it leaves is lost track of: the record
+        (one system attribute, written whole) lists as garbage every stored file no slot names,
+        before that file exists and from the moment the slot stops naming it. The next save (this
+        trial's, or its retry's: the record travels with the system attributes) removes them.
         """
-        self._collect_garbage(trial)
+        slots, garbage = _checkpoint_record(trial)
+        for artifact_id in garbage:
+            self.remove(artifact_id)
         artifact_id = f"checkpoint-{uuid.uuid4()}"
-        pointers = dict(checkpoints_of(trial))
-        old = (pointers.get(slot) or {}).get("artifact_id")
-        # Both files are garbage but for the one the pointer names: before the swap the new one,
-        # after it the old one. Listed first, so that a kill anywhere below leaks nothing.
-        _set(trial, GARBAGE_SYSTEM_ATTR, [artifact_id, *([old] if old else [])])
+        old = (slots.get(slot) or {}).get("artifact_id")
+        _write_record(trial, slots, [artifact_id])
         with open(path, "rb") as handle:
             self.backend.write(artifact_id, handle)
-        pointers[slot] = {"artifact_id": artifact_id, "step": int(step)}
-        _set(trial, CHECKPOINTS_SYSTEM_ATTR, pointers)
-        if old:
+        slots[slot] = {"artifact_id": artifact_id, "step": int(step)}
+        _write_record(trial, slots, [old] if old else [])
+        if old:  # still listed: if this remove is cut short, the next save repeats it
             self.remove(old)
-        _set(trial, GARBAGE_SYSTEM_ATTR, [])
         return artifact_id
-
-    def _collect_garbage(self, trial: optuna.Trial) -> None:
-        current = {ref.get("artifact_id") for ref in checkpoints_of(trial).values()}
-        garbage = _attr(trial, GARBAGE_SYSTEM_ATTR, list)
-        for artifact_id in garbage:
-            if artifact_id not in current:  # the listed file the pointer names stays
-                self.remove(artifact_id)
-        if garbage:
-            _set(trial, GARBAGE_SYSTEM_ATTR, [])
 
     def restore_checkpoints(self, trial: optuna.Trial, dest: Callable[[str], Path]) -> dict[str, int]:
         """Download the checkpoints this trial holds (a retry: the dead trial's) to ``dest(slot)``;
@@ -172,30 +164,37 @@ class ArtifactStore:
 
     def drop_checkpoints(self, trial: optuna.Trial) -> None:
         """Remove the trial's checkpoints once its result is recorded: nothing resumes it any more."""
-        pointers = checkpoints_of(trial)
-        garbage = _attr(trial, GARBAGE_SYSTEM_ATTR, list)
-        if not pointers and not garbage:
+        slots, garbage = _checkpoint_record(trial)
+        ids = list(dict.fromkeys([*garbage, *(ref["artifact_id"] for ref in slots.values())]))
+        if not ids:
             return
-        ids = list(dict.fromkeys([*garbage, *(ref["artifact_id"] for ref in pointers.values())]))
-        _set(trial, GARBAGE_SYSTEM_ATTR, ids)  # listed before unpointed: a kill now leaks nothing
-        _set(trial, CHECKPOINTS_SYSTEM_ATTR, {})
+        _write_record(trial, {}, ids)
         for artifact_id in ids:
             self.remove(artifact_id)
-        _set(trial, GARBAGE_SYSTEM_ATTR, [])
+        _write_record(trial, {}, [])
 
 
-def _attr(trial: optuna.Trial, name: str, kind: type) -> Any:
-    value = trial.storage.get_trial_system_attrs(trial._trial_id).get(name)
-    return value if isinstance(value, kind) else kind()
+def checkpoint_slots(system_attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{slot: {"artifact_id", "step"}}`` from a trial's system attributes (live or frozen)."""
+    record = system_attrs.get(CHECKPOINTS_SYSTEM_ATTR)
+    return dict(record.get("slots") or {}) if isinstance(record, Mapping) else {}
 
 
-def _set(trial: optuna.Trial, name: str, value: Any) -> None:
-    trial.storage.set_trial_system_attr(trial._trial_id, name, value)
+def checkpoints_of(trial: optuna.Trial) -> dict[str, dict[str, Any]]:
+    """The trial's checkpoint per slot."""
+    return checkpoint_slots(trial.storage.get_trial_system_attrs(trial._trial_id))
 
 
-def checkpoints_of(trial: optuna.Trial) -> Mapping[str, Mapping[str, Any]]:
-    """The trial's checkpoint per slot: ``{slot: {"artifact_id", "step"}}``."""
-    return _attr(trial, CHECKPOINTS_SYSTEM_ATTR, dict)
+def _checkpoint_record(trial: optuna.Trial) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    record = attrs.get(CHECKPOINTS_SYSTEM_ATTR)
+    garbage = list(record.get("garbage") or []) if isinstance(record, Mapping) else []
+    return checkpoint_slots(attrs), garbage
+
+
+def _write_record(trial: optuna.Trial, slots: Mapping[str, Any], garbage: list[str]) -> None:
+    trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR,
+                                        {"slots": dict(slots), "garbage": garbage})
 
 
 def open_artifact_store(location: ArtifactLocation | str | os.PathLike, flag: str = "--artifacts") -> ArtifactStore:
