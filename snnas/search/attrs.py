@@ -36,6 +36,8 @@ class TrialAttrs:
     sops: float | None = None
     macs: float | None = None
     energy_mj: float | None = None
+    latency_ms: float | None = None  # inference per image, batch 1, on the trial's device (snnas.metrics.latency)
+    latency_threads: int | None = None
     firing_rate: float | None = None
     firing_by_stage: dict | None = None
     firing_rates: dict | None = None

@@ -28,6 +28,7 @@ from snnas.search.fidelity import Fidelity, promoted_data
 from snnas.search.leaderboard import summarize
 from snnas.search.attrs import StudyAttrs, TrialAttrs, attrs_dict
 from snnas.search.objective import Screen, SearchObjective
+from snnas.search.pareto import Point, select_by_hypervolume
 from snnas.search.progress import ProgressDisplay
 from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
 from snnas.study.locks import study_lock
@@ -214,10 +215,25 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
     return out
 
 
-def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock) -> list[FrozenTrial]:
-    """Enqueue the top ``k`` phase-1 networks in phase 2 (each once, across restarts). A network
-    that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
-    top = ranked(phase1)[:k]
+def promoted_trials(phase1: optuna.Study, k: int, objectives: Sequence[str] = ("acc",),
+                    chance: float = 0.0) -> list[FrozenTrial]:
+    """What phase 2 retrains: the top ``k`` networks by accuracy, or with several objectives at
+    most ``k`` networks of the phase-1 Pareto set chosen by hypervolume contribution (reference
+    point: ``chance`` accuracy and the largest value of every other objective seen in phase 1)."""
+    networks = ranked(phase1)
+    if len(objectives) == 1:
+        return networks[:k]
+    points = [Point(TrialAttrs.of(t).key, tuple(t.values)) for t in networks]
+    reference = [chance] + [max(t.values[i] for t in networks) for i in range(1, len(objectives))]
+    keep = {p.key for p in select_by_hypervolume(points, objectives, k, reference)}
+    return [t for t in networks if TrialAttrs.of(t).key in keep]
+
+
+def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock, objectives: Sequence[str] = ("acc",),
+            chance: float = 0.0) -> list[FrozenTrial]:
+    """Enqueue the networks :func:`promoted_trials` picks in phase 2 (each once, across restarts). A
+    network that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
+    top = promoted_trials(phase1, k, objectives, chance)
     records = [TrialAttrs.of(t) for t in phase1.get_trials(deepcopy=False)]
     seeds = {a.key: a.seed_preset for a in records if a.seed_preset}
     with lock:
@@ -300,7 +316,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
                                optuna.samplers.RandomSampler(seed=options.seed), optuna.pruners.NopPruner())
     lock2 = study_lock(storage, study2.study_name)
     StudyAttrs(fidelity_phase2=fid2.to_dict()).write(study2)
-    result.promoted = promote(study1, study2, options.promote, lock2)
+    result.promoted = promote(study1, study2, options.promote, lock2, options.objectives,
+                              chance=1.0 / splits1.num_classes)
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
 
     def here():

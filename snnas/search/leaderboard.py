@@ -21,9 +21,12 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, agreement
+from snnas.presets import RESNET_WIDTHS
 from snnas.search.attrs import StudyAttrs, TrialAttrs
+from snnas.search.pareto import Point, front
 
 TERMINAL_WIDTH = 100
+ENERGY_REFERENCE_PRESET = "danet_b_resnet18"  # energies are shown as multiples of this network's
 
 # How the terminal names a stage's wiring after its block: chain is the default and says nothing.
 _CONNECT_MARKS = {"chain": "", "dense_add": "+da", "dense_concat": "+dc", "edges": "+e"}
@@ -82,6 +85,25 @@ class Leaderboard:
     phase2: PhaseCounts | None
     objectives: tuple[str, ...] = ("acc",)
     phase1_fidelities: int = 1  # distinct phase-1 fidelity keys among completed trials
+    energy_reference: float | None = None  # DANet-B-18's energy when the search evaluated it
+
+    def energy_ratio(self, row: Row) -> float | None:
+        """A row's energy per image as a multiple of DANet-B-18's (the paper's best ResNet-18)."""
+        if row.energy_mj is None or not self.energy_reference:
+            return None
+        return row.energy_mj / self.energy_reference
+
+    def on_front(self) -> set[str]:
+        """Keys of the rows no other row dominates in (accuracy, energy): each row by the accuracy
+        that ranks it, so the phase-2 networks are compared by their phase-2 results among themselves
+        and the rest by phase 1."""
+        out: set[str] = set()
+        for phase in ("phase2", "phase1"):
+            rows = [r for r in self.rows if r.phase == phase and r.energy_mj is not None]
+            acc = [(r.phase2_acc if phase == "phase2" else r.phase1_acc) for r in rows]
+            points = [Point(r.key, (a, r.energy_mj)) for r, a in zip(rows, acc) if a is not None]
+            out |= {p.key for p in front(points, ("acc", "energy"))}
+        return out
 
     def top(self, n: int) -> tuple[Row, ...]:
         return self.rows[:n]
@@ -187,8 +209,9 @@ def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) 
             rows.append(_row(len(rows) + 1, trial, "phase1", trial, names))
     fidelities = {str(TrialAttrs.of(t).fidelity) for t in best1.values()}
     objectives = tuple(StudyAttrs.of(phase1).objectives or ("acc",))
+    reference = next((r.energy_mj for r in rows if ENERGY_REFERENCE_PRESET in r.names), None)
     return Leaderboard(rows=tuple(rows), phase1=_counts(trials1), phase2=_counts(trials2) if phase2 else None,
-                       objectives=objectives, phase1_fidelities=max(1, len(fidelities)))
+                       objectives=objectives, phase1_fidelities=max(1, len(fidelities)), energy_reference=reference)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +239,11 @@ def summarize(genotype: str | Genotype) -> str:
     stages = [_stage_summary(s) for s in g.stages]
     body = f"{stages[0]} x{len(stages)}" if len(set(stages)) == 1 and len(stages) > 1 else ",".join(stages)
     neuron = "" if g.neuron.kind == "if" else g.neuron.kind + " "
-    return f"{neuron}{'-'.join(str(s.depth) for s in g.stages)} {body}"
+    widths = tuple(s.width for s in g.stages)
+    # a ResNet's own widths say nothing; others are written first (w32-64-128-256)
+    standard = widths == RESNET_WIDTHS[:len(widths)] and g.stem_width == 64
+    shown = "" if standard or any(s.kind == "dense" for s in g.stages) else "w" + "-".join(map(str, widths)) + " "
+    return f"{neuron}{shown}{'-'.join(str(s.depth) for s in g.stages)} {body}"
 
 
 def _shorten(text: str, width: int) -> str:
@@ -247,6 +274,10 @@ def fmt_float(value: float | None, digits: int = 3) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def counts_lines(board: Leaderboard) -> list[str]:
     """One line per phase: networks, completed (reused), pruned, failed."""
     def one(name: str, c: PhaseCounts) -> str:
@@ -262,7 +293,8 @@ def counts_lines(board: Leaderboard) -> list[str]:
 
 _TERMINAL_COLUMNS = (  # header, width, right-aligned, gap before
     ("#", 3, True, 0), ("network", 0, False, 2), ("key", 16, False, 2), ("acc1%", 5, True, 2),
-    ("acc2%", 5, True, 1), ("params", 6, True, 1), ("SOPs", 6, True, 1), ("mJ", 7, True, 1), ("fire", 6, True, 1))
+    ("acc2%", 5, True, 1), ("params", 6, True, 1), ("SOPs", 6, True, 1), ("mJ", 7, True, 1), ("xB18", 4, True, 1),
+    ("fire", 6, True, 1))
 
 
 _TRUTH_COLUMN = ("full%", 5, True, 1)
@@ -309,12 +341,14 @@ def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int 
         if truth is not None:
             cells.append(fmt_acc(full.get(r.key)))
         lines.append(line(cells + [fmt_count(r.params), fmt_count(r.sops), fmt_float(r.energy_mj, 3),
-                                   fmt_float(r.firing_rate, 2)]))
+                                   fmt_ratio(board.energy_ratio(r)), fmt_float(r.firing_rate, 2)]))
     if not board.rows:
         lines.append("(no completed trials yet)")
     elif len(shown) < len(board.rows):
         lines.append(f"... {len(board.rows) - len(shown)} more networks in report.md")
     lines.extend(counts_lines(board))
+    if board.energy_reference:
+        lines.append(f"xB18: energy per image as a multiple of DANet-B-18's ({fmt_float(board.energy_reference)} mJ)")
     lines.extend(truth_lines(board, truth) if board.rows else [])
     return "\n".join(lines)
 
@@ -331,8 +365,9 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
     nets = {n.key: n for n in truth.networks()} if truth is not None else {}
     extra = " full-training test acc % (spread) |" if truth is not None else ""
     lines = ["| rank | network | key | phase-1 acc % | phase-2 acc % |" + extra
-             + " params | SOPs | energy (mJ) | firing rate |",
-             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|---:|---:|"]
+             + " params | SOPs | energy (mJ) | x DANet-B-18 | on the acc-energy front | firing rate |",
+             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|---:|---:|:---:|---:|"]
+    pareto = board.on_front()
     for r in board.rows:
         network = f"`{_md(r.genotype)}`"
         if r.names:
@@ -343,6 +378,7 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
             full = f" {fmt_acc(n.mean)} ({100 * n.spread:.1f}) |" if n is not None else " - |"
         lines.append(f"| {r.rank} | {network} | `{r.key}` | {fmt_acc(r.phase1_acc)} | {fmt_acc(r.phase2_acc)} |{full} "
                      f"{fmt_count(r.params)} | {fmt_count(r.sops)} | {fmt_float(r.energy_mj)} | "
+                     f"{fmt_ratio(board.energy_ratio(r))} | {'yes' if r.key in pareto else ''} | "
                      f"{fmt_float(r.firing_rate)} |")
     notes = "".join(f"\n- {line}" for line in truth_lines(board, truth))
     return "\n".join(lines) + "\n\n" + "; ".join(counts_lines(board)) + "." + ("\n" + notes if notes else "") + "\n"
