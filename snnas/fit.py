@@ -225,8 +225,8 @@ class GenotypeFit:
         return next(iter(BatchLoader(source, batch_size=PROBE_IMAGES, shuffle=False, augment="none")))[0]
 
     def measure(self) -> dict[str, Any]:
-        """SOPs, energy and firing rates per image of the network as it is now (inference BN),
-        on the first validation images."""
+        """SOPs, the neurons' own MACs (gwr), energy and firing rates per image of the network as
+        it is now (inference BN), on the first validation images."""
         probe = self.probe_batch()
         model = self.model.cpu()
         try:
@@ -234,7 +234,8 @@ class GenotypeFit:
             firing = firing_rates(model, probe, bn_stats="running")
         finally:
             self.model.to(self.device)
-        return {"sops": float(ops.sops), "macs": float(ops.macs), "energy_mj": float(ops.energy_mj),
+        return {"sops": float(ops.sops), "macs": float(ops.macs), "neuron_mac_ops": float(ops.neuron_mac_ops),
+                "energy_mj": float(ops.energy_mj),
                 "firing_rate": float(firing.overall),
                 "firing_by_stage": {k: round(v, 5) for k, v in firing.by_stage.items()},
                 "firing_rates": {k: round(v, 5) for k, v in firing.rates.items()}}
