@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from benchlib import time_infer, time_train
 from spikingjelly.activation_based import functional, neuron, surrogate
 from spikingjelly.activation_based.model import sew_resnet
 
@@ -32,21 +32,6 @@ class SpikingJellyRef(torch.nn.Module):
     def forward(self, x):
         functional.reset_net(self.net)
         return self.net(x.unsqueeze(0).repeat(self.timesteps, 1, 1, 1, 1)).mean(0)
-
-
-def time_train(model, x, y, opt) -> float:
-    t = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-    return time.perf_counter() - t
-
-
-@torch.no_grad()
-def time_infer(model, x) -> float:
-    t = time.perf_counter()
-    model(x)
-    return time.perf_counter() - t
 
 
 def main() -> None:
