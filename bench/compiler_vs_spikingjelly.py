@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from benchlib import time_infer, time_train
 
 from snnas import build_model
 from snnas.compiler.references import ZooNet, load_by_position
-
-
-def time_train(model, x, y, opt) -> float:
-    t = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-    return time.perf_counter() - t
-
-
-@torch.no_grad()
-def time_infer(model, x) -> float:
-    t = time.perf_counter()
-    model(x)
-    return time.perf_counter() - t
 
 
 def main() -> None:

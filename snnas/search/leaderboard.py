@@ -6,8 +6,9 @@ every other network by its phase-1 accuracy. Networks are identified by their ca
 a genotype that the sampler proposed twice (or its ``dense_add``/``chain`` twin) is one row, and
 trials that only reused an earlier result (``dedupe_of``) add nothing.
 
-The metrics shown beside a row (params, SOPs, energy, firing rate) are those of the run whose
-accuracy ranks it, which is also the run whose weights ``export`` hands out.
+The metrics shown beside a row (params, SOPs, energy, firing rate; the neurons' own MACs where a
+network has a neuron that multiplies, ``gwr``) are those of the run whose accuracy ranks it, which
+is also the run whose weights ``export`` hands out.
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class Row:
     model_artifact: str | None  # artifact id of the weights in the study's artifact store
     fidelity: str | None  # the ranking run's fidelity key (data spec, epochs, T, ...)
     firing_rates: Mapping[str, float] = field(default_factory=dict)  # layer -> rate, execution order
+    neuron_mac_ops: float | None = None  # the neurons' own MACs (gwr), part of energy_mj
 
     @property
     def name(self) -> str | None:
@@ -191,7 +193,8 @@ def _row(rank: int, ranking: FrozenTrial, phase: str, phase1: FrozenTrial | None
                energy_mj=_float(attrs.energy_mj), firing_rate=_float(attrs.firing_rate),
                phase=phase, trial=ranking.number, phase1_trial=p1_trial, model_artifact=attrs.model_artifact,
                fidelity=str(attrs.fidelity) if attrs.fidelity is not None else None,
-               firing_rates=dict(rates) if isinstance(rates, Mapping) else {})
+               firing_rates=dict(rates) if isinstance(rates, Mapping) else {},
+               neuron_mac_ops=_float(attrs.neuron_mac_ops))
 
 
 def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) -> Leaderboard:
@@ -238,7 +241,8 @@ def summarize(genotype: str | Genotype) -> str:
         return str(genotype)
     stages = [_stage_summary(s) for s in g.stages]
     body = f"{stages[0]} x{len(stages)}" if len(set(stages)) == 1 and len(stages) > 1 else ",".join(stages)
-    neuron = "" if g.neuron.kind == "if" else g.neuron.kind + " "
+    field = g.to_str().split("|", 1)[0]  # the neuron and its non-default settings: gwr(dil=on)
+    neuron = "" if field == "if" else field + " "
     widths = tuple(s.width for s in g.stages)
     # a ResNet's own widths say nothing; others are written first (w32-64-128-256)
     standard = widths == RESNET_WIDTHS[:len(widths)] and g.stem_width == 64
@@ -298,6 +302,12 @@ _TERMINAL_COLUMNS = (  # header, width, right-aligned, gap before
 
 
 _TRUTH_COLUMN = ("full%", 5, True, 1)
+_NEURON_MACS_COLUMN = ("nMACs", 6, True, 1)
+
+
+def has_neuron_macs(board: Leaderboard) -> bool:
+    """Whether any network's neurons multiply (gwr): only then do the tables show their MACs."""
+    return any(r.neuron_mac_ops for r in board.rows)
 
 
 def truth_lines(board: Leaderboard, truth: Table | None) -> list[str]:
@@ -318,7 +328,9 @@ def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int 
                     truth: Table | None = None) -> str:
     """A fixed-width table for the terminal: preset name or compact genotype summary per row; with
     a ground-truth ``truth`` table, its full-training accuracy beside the proxy's."""
-    columns = _TERMINAL_COLUMNS[:5] + ((_TRUTH_COLUMN,) if truth is not None else ()) + _TERMINAL_COLUMNS[5:]
+    neuron_macs = has_neuron_macs(board)
+    columns = _TERMINAL_COLUMNS[:5] + ((_TRUTH_COLUMN,) if truth is not None else ()) + _TERMINAL_COLUMNS[5:7] \
+        + ((_NEURON_MACS_COLUMN,) if neuron_macs else ()) + _TERMINAL_COLUMNS[7:]
     full = truth.mean_acc() if truth is not None else {}
     fixed = sum(w + gap for _, w, _, gap in columns)
     widths = [w or max(20, width - fixed) for _, w, _, _ in columns]
@@ -340,8 +352,9 @@ def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int 
         cells = [str(r.rank), network, r.key, fmt_acc(r.phase1_acc), fmt_acc(r.phase2_acc)]
         if truth is not None:
             cells.append(fmt_acc(full.get(r.key)))
-        lines.append(line(cells + [fmt_count(r.params), fmt_count(r.sops), fmt_float(r.energy_mj, 3),
-                                   fmt_ratio(board.energy_ratio(r)), fmt_float(r.firing_rate, 2)]))
+        cells += [fmt_count(r.params), fmt_count(r.sops)] + ([fmt_count(r.neuron_mac_ops)] if neuron_macs else [])
+        lines.append(line(cells + [fmt_float(r.energy_mj, 3), fmt_ratio(board.energy_ratio(r)),
+                                   fmt_float(r.firing_rate, 2)]))
     if not board.rows:
         lines.append("(no completed trials yet)")
     elif len(shown) < len(board.rows):
@@ -364,9 +377,12 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
         return "No completed trials yet.\n\n" + "; ".join(counts_lines(board)) + ".\n"
     nets = {n.key: n for n in truth.networks()} if truth is not None else {}
     extra = " full-training test acc % (spread) |" if truth is not None else ""
+    neuron_macs = has_neuron_macs(board)
     lines = ["| rank | network | key | phase-1 acc % | phase-2 acc % |" + extra
-             + " params | SOPs | energy (mJ) | x DANet-B-18 | on the acc-energy front | firing rate |",
-             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|---:|---:|:---:|---:|"]
+             + " params | SOPs |" + (" neuron MACs |" if neuron_macs else "")
+             + " energy (mJ) | x DANet-B-18 | on the acc-energy front | firing rate |",
+             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|"
+             + ("---:|" if neuron_macs else "") + "---:|---:|:---:|---:|"]
     pareto = board.on_front()
     for r in board.rows:
         network = f"`{_md(r.genotype)}`"
@@ -376,8 +392,9 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
         if truth is not None:
             n = nets.get(r.key)
             full = f" {fmt_acc(n.mean)} ({100 * n.spread:.1f}) |" if n is not None else " - |"
+        nmacs = f" {fmt_count(r.neuron_mac_ops)} |" if neuron_macs else ""
         lines.append(f"| {r.rank} | {network} | `{r.key}` | {fmt_acc(r.phase1_acc)} | {fmt_acc(r.phase2_acc)} |{full} "
-                     f"{fmt_count(r.params)} | {fmt_count(r.sops)} | {fmt_float(r.energy_mj)} | "
+                     f"{fmt_count(r.params)} | {fmt_count(r.sops)} |{nmacs} {fmt_float(r.energy_mj)} | "
                      f"{fmt_ratio(board.energy_ratio(r))} | {'yes' if r.key in pareto else ''} | "
                      f"{fmt_float(r.firing_rate)} |")
     notes = "".join(f"\n- {line}" for line in truth_lines(board, truth))

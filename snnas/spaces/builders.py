@@ -12,7 +12,7 @@ from typing import Any, Callable, Protocol
 
 from snnas.genotype import Edge, Genotype, Neuron, Stage
 from snnas.genotype.topology import expand_edges
-from snnas.genotype.vocabulary import BLOCK_NAMES, DENSE_LAYER
+from snnas.genotype.vocabulary import BLOCK_NAMES, DENSE_LAYER, GWR_DEFAULTS
 from snnas.presets import DENSENET_LAYOUTS, RESNET_LAYOUTS, RESNET_STRIDES, RESNET_WIDTHS
 
 
@@ -193,6 +193,8 @@ def _wiring_encode(g: Genotype, ctx: SpaceContext) -> dict[str, str] | None:
     params: dict[str, str] = {}
     if len(g.stages) != len(RESNET_STRIDES) or not _put(params, ctx, "neuron", None, g.neuron.kind):
         return None
+    if any(getattr(g.neuron, name) != default for name, default in GWR_DEFAULTS.items()):
+        return None  # the neuron gene builds gwr with its default settings only
     if not _put(params, ctx, "width", None, str(g.stem_width)):
         return None
     for i, s in enumerate(g.stages):
