@@ -154,3 +154,10 @@ def test_export_with_nir_writes_the_graph_and_its_card_section(search, capsys):
     graph = nir.read(str(target / "net.nir"))
     card = (target / "card.md").read_text()
     assert "## NIR" in card and f"{len(graph.nodes)} nodes" in card and "| stage 1 block 1 |" in card
+    assert "dt = 0.0001 s" in card and "v > threshold" in card and "AvgPool2d 1" in card and "IF " in card
+    assert export(search, "--nir-fold-pools", out=out) == 2  # without --nir, before any work
+    assert capsys.readouterr().err.count("\n") == 1
+    assert export(search, "--nir", "--nir-fold-pools", "--resolution", "16", out=out) == 0
+    card = (target / "card.md").read_text()
+    assert "AvgPool2d" not in card and "every pool folded" in card
+    assert not any(isinstance(n, nir.AvgPool2d) for n in nir.read(str(target / "net.nir")).nodes.values())

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nir", action="store_true", help="also write net.nir, the network in NIR (pip install 'snnas[nir]')")
     p.add_argument("--resolution", type=int, default=None,
                    help="image side the NIR graph is built for (default: the one the weights were trained at)")
+    p.add_argument("--nir-fold-pools", action="store_true",
+                   help="net.nir without pooling nodes, each pool folded into the linear map next to it (for "
+                        "readers without AvgPool2d, such as Norse); the classifier grows by the last map's H x W")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from snnas.files import check_output_dir
     from snnas.search.export import export_network, open_search
 
+    if args.nir_fold_pools and not args.nir:
+        raise SnnasError("--nir-fold-pools shapes net.nir: add --nir")
     check_output_dir(args.out, "--out", SnnasError)
     searches = open_search(args.study, args.storage, args.runs, args.artifacts)
-    result = export_network(searches, args.rank, args.out, nir=args.nir, resolution=args.resolution)
+    result = export_network(searches, args.rank, args.out, nir=args.nir, resolution=args.resolution,
+                            nir_fold_pools=args.nir_fold_pools)
     row = result.row
     name = " = ".join(row.names) if row.names else row.genotype
     phase = "phase-2" if result.weights_phase == "phase2" else "phase-1"

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width-mult", type=float, default=1.0, help="width multiplier of a SPEC (default 1)")
     p.add_argument("--timesteps", type=int, default=None, help="T the readout averages over (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of a SPEC's initial weights")
+    p.add_argument("--fold-pools", action="store_true",
+                   help="no pooling node: each pool folded into the linear map next to it, for readers without "
+                        "AvgPool2d (Norse); the classifier grows by the last feature map's H x W")
     p.add_argument("--json", action="store_true", help="print the node summary as JSON")
     p.set_defaults(func=run)
 
@@ -56,14 +59,15 @@ def run(args: argparse.Namespace) -> int:
             model = build_model(g, num_classes=args.classes, in_channels=args.in_channels, width_mult=args.width_mult)
     if args.timesteps is not None:
         model.timesteps = args.timesteps
-    graph = export_graph(model, resolution, Path(args.out))
+    graph = export_graph(model, resolution, Path(args.out), fold_pools=args.fold_pools)
     summary = {"file": args.out, "resolution": resolution, "timesteps": model.timesteps,
                "genotype": model.genotype.to_str(), **node_summary(graph)}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{args.out}: {summary['nodes']} NIR nodes, {summary['edges']} edges, {resolution} px; run "
-              f"{model.timesteps} step(s) on the same image and average the outputs")
+              f"{model.timesteps} step(s) of dt {summary['dt']:g} s on the same image and average the outputs")
+        print("  node types: " + ", ".join(f"{kind} {n}" for kind, n in summary["node_types"].items()))
         for part, n in summary["by_block"].items():
             print(f"  {part:<20} {n:>4}")
     return 0

@@ -257,17 +257,24 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def nir_card(summary: Mapping[str, Any], resolution: int, timesteps: int) -> str:
-    """The card's NIR section: node count and which nodes belong to which block."""
+def nir_card(summary: Mapping[str, Any], resolution: int, timesteps: int, fold_pools: bool = False) -> str:
+    """The card's NIR section: how to run the file (time step, readout, threshold convention), the
+    node types it uses, and which nodes belong to which block."""
+    types = ", ".join(f"{kind} {n}" for kind, n in summary["node_types"].items())
     lines = ["", "## NIR", "", f"`net.nir`: {summary['nodes']} nodes, {summary['edges']} edges, for {resolution} px "
              f"images. Run it {timesteps} step(s) on the same image and average the outputs (the network's readout).",
+             "", f"- time step dt = {summary['dt']:g} s, the one to give an importer: IF neurons have r = 1/dt (the "
+             "input is added once a step), LIF neurons tau = (tau in steps) x dt",
+             "- thresholds are one float32 step below the trained ones: NIR's neurons fire on v > threshold, the "
+             "trained network's on v >= threshold",
+             f"- node types: {types}" + ("; every pool folded into the linear map next to it" if fold_pools else ""),
              "", "| part | NIR nodes |", "|---|---:|"]
     lines += [f"| {part} | {n} |" for part, n in summary["by_block"].items()]
     return "\n".join(lines) + "\n"
 
 
 def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike, nir: bool = False,
-                   resolution: int | None = None) -> ExportResult:
+                   resolution: int | None = None, nir_fold_pools: bool = False) -> ExportResult:
     """Write ``out/<key>/{genotype.json, model.pt, architecture.png, card.md}`` for the network
     at ``rank`` (1 = best) of the search's final ranking."""
     from snnas.checkpoint import load_model, read_model_file
@@ -301,8 +308,8 @@ def export_network(searches: SearchStudies, rank: int, out: str | os.PathLike, n
             side = resolution or extra.get("resolution")
             if not isinstance(side, int):
                 raise ExportError(f"rank {row.rank}: the model file does not say its image size; pass --resolution")
-            graph = export_graph(model, side, tmp / "net.nir")
-            card += nir_card(node_summary(graph), side, model.timesteps)
+            graph = export_graph(model, side, tmp / "net.nir", fold_pools=nir_fold_pools)
+            card += nir_card(node_summary(graph), side, model.timesteps, nir_fold_pools)
         atomic_write_text(tmp / "card.md", card)
         os.chmod(tmp, shared_mode(0o755))
         _replace_dir(tmp, final)
