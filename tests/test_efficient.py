@@ -71,8 +71,8 @@ def test_a_multi_objective_search_promotes_by_hypervolume_not_accuracy():
     ("uniform", 24, 18),  # 6 blocks x 2 wirings x 2 depths; sew/pa_a/pa_b dense_add are their chains
     ("dense_additive", 2 * 12 ** 4, 2 * 9 ** 4),  # per stage 6 x 2, of which 9 differ
     # per stage 6 blocks x 2 wirings x 5 depths x 4 widths = 240; distinct: identity blocks 3 x 5 x 4,
-    # the others 3 x (5 x 2 - 1) x 4 (a one-block dense_add is its chain) = 168; x 2 neurons
-    ("efficient", 2 * 240 ** 4, 2 * 168 ** 4),
+    # the others 3 x (5 x 2 - 1) x 4 (a one-block dense_add is its chain) = 168; x 3 neurons
+    ("efficient", 3 * 240 ** 4, 3 * 168 ** 4),
 ])
 def test_space_sizes(name, points, networks):
     size = space_size(load_space(name, resolution=28))

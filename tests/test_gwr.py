@@ -383,5 +383,5 @@ def test_a_wiring_search_samples_and_trains_gwr(tmp_path):
     board = build_leaderboard(study)
     assert board.rows[0].neuron_mac_ops > 0 and board.rows[0].genotype.startswith("gwr|")
     header = format_terminal(board).splitlines()[0].split()
-    assert header[-4:] == ["SOPs", "nMACs", "mJ", "fire"]  # the neurons' MACs beside the energy
+    assert header[-5:] == ["SOPs", "nMACs", "mJ", "xB18", "fire"]  # the neurons' MACs beside the energy
     assert "| neuron MACs | energy (mJ) |" in format_markdown(board)
