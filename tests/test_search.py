@@ -59,7 +59,7 @@ def test_objective_with_fixed_trial(tmp_path, tiny_space, cache_dir):
     assert attrs["params"] > 0 and attrs["sops"] > 0 and 0 <= attrs["firing_rate"] <= 1
     assert attrs["fidelity"] == fid.key and attrs["phase"] == "phase1" and attrs["val_acc"] == value
     assert set(attrs) <= NAMES  # every attribute the objective writes is a field of the one record
-    weights = objective.work_dir(attrs["key"]) / MODEL_FILE
+    weights = objective.work_dir(attrs["key"], trial.number) / MODEL_FILE
     assert weights.is_file() and "model_artifact" not in attrs  # no study, no artifact store: weights stay here
     from snnas import load_model
 

@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds (per phase)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="output root (runs/<study>/...)")
     p.add_argument("--promote", type=int, default=3, help="top K of phase 1 retrained in phase 2 (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the samplers' seed (local worker i uses seed + i); give each machine of a study its own")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="seed of the networks' initial weights and batch order (fixed when the study is created)")
     p.add_argument("--objectives", default="acc", help="acc, or acc,sops (NSGA-II, no pruning)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="phase-1 sampler: tpe (NSGA-II with several objectives) or random, the baseline to beat")
@@ -67,7 +70,7 @@ def options_from(args: argparse.Namespace):
 
     return SearchOptions(
         space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, artifacts=args.artifacts, out=args.out,
-        trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, data_seed=args.data_seed,
+        trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, train_seed=args.train_seed, data_seed=args.data_seed,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
         max_sops=args.max_sops,
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,

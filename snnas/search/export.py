@@ -26,7 +26,7 @@ from snnas.search.attrs import StudyAttrs, TrialAttrs
 from snnas.search.leaderboard import Leaderboard, Row, build_leaderboard, fmt_acc, fmt_count, fmt_float
 from snnas.files import atomic_write_text, shared_mode
 from snnas.study.artifacts import (DEFAULT_DIR_NAME, STORE_ATTR, ArtifactStore, ArtifactStoreError,
-                                   open_artifact_store, parse_artifact_location)
+                                   open_artifact_store, open_recorded_store, parse_artifact_location)
 
 PHASE2_SUFFIX = ".phase2"  # snnas.search.funnel.PHASE2_SUFFIX (the funnel imports the trainer; this does not)
 DEFAULT_RUNS = Path("runs")
@@ -72,7 +72,7 @@ def open_search(study: str, storage: str | None = None, runs: str | os.PathLike 
                 artifacts: str | os.PathLike | None = None) -> SearchStudies:
     """Load study ``study`` (and ``study.phase2``) without creating anything: a wrong name or a
     wrong storage is an error, not a new empty study. Its files are read from ``artifacts``, else
-    the store the study records, else ``runs/<study>/artifacts``."""
+    the store the study records (every search records one), else ``runs/<study>/artifacts``."""
     from snnas.study.storage import describe_storage, open_storage, parse_storage_url
 
     runs = Path(runs)
@@ -104,8 +104,11 @@ def open_search(study: str, storage: str | None = None, runs: str | os.PathLike 
         phase1 = optuna.load_study(study_name=study, storage=handle)
         phase2 = optuna.load_study(study_name=study + PHASE2_SUFFIX, storage=handle) \
             if study + PHASE2_SUFFIX in names else None
-    given = parse_artifact_location(artifacts) if artifacts is not None else None
-    location = given or parse_artifact_location(phase1.user_attrs.get(STORE_ATTR) or runs / study / DEFAULT_DIR_NAME)
+    recorded = phase1.user_attrs.get(STORE_ATTR)
+    if artifacts is None and recorded is not None:
+        return SearchStudies(phase1, phase2, runs / study, display, open_recorded_store(study, recorded))
+    # given, or a study from before stores were recorded: its run directory's
+    location = parse_artifact_location(artifacts if artifacts is not None else runs / study / DEFAULT_DIR_NAME)
     if not location.is_s3 and not location.path.is_dir():
         raise ExportError(f"the artifact store {location.text} does not exist (pass --artifacts where the "
                           "workers stored the study's files)")

@@ -59,7 +59,8 @@ class SearchOptions:
     trials: int = 20
     timeout_s: float | None = None
     promote: int = 3
-    seed: int = 0
+    seed: int = 0  # the samplers' (worker i: seed + i); give each machine its own
+    train_seed: int = 0  # the networks' initial weights and batch order: part of the fidelity
     data_seed: int = 0
     objectives: tuple[str, ...] = ("acc",)
     sampler: str = "tpe"  # phase 1's, see snnas.search.samplers ("tpe" is NSGA-II with several objectives)
@@ -106,7 +107,7 @@ class SearchOptions:
     def fidelities(self) -> tuple[Fidelity, Fidelity]:
         """Each phase's data and training settings (validated: a bad setting fails here, before any trial)."""
         fit = FitSettings(recipe=self.recipe, epochs=(self.epochs,), timesteps=(self.timesteps,),
-                          width_mult=self.width_mult, batch_size=self.batch_size, seed=self.seed)
+                          width_mult=self.width_mult, batch_size=self.batch_size, seed=self.train_seed)
         one = Fidelity(phase="phase1", data=self.data, fit=fit, resolution=self.resolution,
                        train_per_class=self.train_per_class, val_per_class=self.val_per_class,
                        data_seed=self.data_seed)
@@ -234,6 +235,49 @@ def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock) -> list[Fr
     return top
 
 
+# The command-line flag of each recorded setting, per phase (phase 2 shares phase 1's where it has none).
+_PHASE1_FLAGS = {"data": "--data", "resolution": "--resolution", "train_per_class": "--train-per-class",
+                 "val_per_class": "--val-per-class", "data_seed": "--data-seed", "recipe": "--recipe",
+                 "epochs": "--epochs", "timesteps": "--timesteps", "width_mult": "--width-mult",
+                 "batch_size": "--batch-size", "seed": "--train-seed"}
+_PHASE2_FLAGS = {**_PHASE1_FLAGS, "data": "--data2", "train_per_class": "--train-per-class2", "recipe": "--recipe2",
+                 "epochs": "--epochs2"}
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def settings_difference(study_name: str, recorded: StudyAttrs, wanted: StudyAttrs) -> str | None:
+    """One line naming the first setting in which ``wanted`` differs from what the study recorded
+    at its creation, or None when they agree."""
+    pairs = [("--space", recorded.space, wanted.space), ("--objectives", recorded.objectives, wanted.objectives)]
+    for flags, old, new in ((_PHASE1_FLAGS, recorded.fidelity_phase1, wanted.fidelity_phase1),
+                            (_PHASE2_FLAGS, recorded.fidelity_phase2, wanted.fidelity_phase2)):
+        old, new = old or {}, new or {}
+        pairs += [(flags.get(name, f"the setting {name}"), old.get(name), new.get(name))
+                  for name in sorted(set(old) | set(new)) if name not in ("key", "phase")]
+    for flag, old, new in pairs:
+        if old is not None and old != new:
+            given = f"{flag} {_shown(new)}" if new is not None else f"{flag} left out"
+            return (f"{given}: study {study_name!r} was created with {flag} {_shown(old)}, and a study's settings "
+                    f"are fixed at its creation; run with {flag} {_shown(old)}, or give --study a new name")
+    return None
+
+
+def fix_settings(study: optuna.Study, wanted: StudyAttrs, lock) -> None:
+    """Record the search's settings in a new study; a study that has them refuses others (phase 2
+    would promote across two fidelities, and dedupe would mix their results)."""
+    with lock:
+        recorded = StudyAttrs.of(study)
+        if recorded.fidelity_phase1 is None:
+            wanted.write(study)
+            return
+        difference = settings_difference(study.study_name, recorded, wanted)
+    if difference is not None:
+        raise SnnasError(difference)
+
+
 class FailureStreak:
     """Stop a phase when every one of the last ``limit`` trials failed: failures do not count
     toward the budget, so a systematic error (bad data, a broken setting) would loop forever."""
@@ -273,10 +317,10 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         study1 = create_study_once(storage, options.study_name, directions, make_sampler(options),
                                    make_pruner(options))
         lock1 = study_lock(storage, study1.study_name)
-        StudyAttrs(space=space.name, space_source=space.source, objectives=list(options.objectives),
-                   sampler=samplers.sampler_name(options.sampler, len(options.objectives)),
-                   fidelity_phase1=fid1.to_dict(), fidelity_phase2=fid2.to_dict()).write(study1)
-        artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME)
+        fix_settings(study1, StudyAttrs(space=space.name, space_source=space.source, objectives=list(options.objectives),
+                                        sampler=samplers.sampler_name(options.sampler, len(options.objectives)),
+                                        fidelity_phase1=fid1.to_dict(), fidelity_phase2=fid2.to_dict()), lock1)
+        artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME, lock1)
         added = enqueue_seeds(study1, space, lock1)
     except BaseException:
         if created is not None:
@@ -344,7 +388,7 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
             torch.set_num_threads(options.threads)
         storage, lock, objective = here()
         with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
-            run_worker(study, objective, storage=storage, budget=budget, lock=lock,
+            run_worker(study, objective, storage=storage, budget=budget, lock=lock, artifacts=objective.artifacts,
                        callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
         return
     threads = options.worker_threads(workers)
@@ -395,7 +439,7 @@ def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, b
         objective = _objective(options, phase, study, lock, _phase_splits(options, phase, resolution), space,
                                artifacts, print)
         run_worker(study, objective, storage=storage, budget=budget, lock=lock, callbacks=[FailureStreak()],
-                   timeout_s=options.timeout_s, log=print)
+                   timeout_s=options.timeout_s, log=print, artifacts=artifacts)
     except SnnasError as exc:
         print(f"snnas: error: worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
