@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING, storage_of, trial_id
 from snnas.search.dedupe import Dedupe
 from snnas.search.synthetic import SyntheticObjective
 from snnas.study.artifacts import STORE_ATTR, ArtifactStoreError, open_artifact_store, study_artifact_store
@@ -24,7 +25,7 @@ from snnas.study.workers import run_worker
 from search_helpers import tiny_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+pytestmark = pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--data", "fashion-2", "--train-per-class", "16", "--train-per-class2", "16", "--val-per-class", "8",
@@ -71,7 +72,7 @@ def test_weights_that_cannot_be_stored_keep_the_training_and_its_retry_resumes_f
     first = result.phase1.trials[0]
     assert first.state == TrialState.FAIL and "No space left on device" in first.user_attrs["fail_reason"]
     assert any("trial 0" in line and f"{first.user_attrs['val_acc']:.4g}" in line for line in lines), lines
-    (retry,) = [t for t in result.phase1.trials if t.system_attrs.get("failed_trial") == 0]
+    (retry,) = [t for t in result.phase1.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == 0]
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] == 2  # nothing retrained
     assert retry.value == first.user_attrs["val_acc"]
     store = tmp_path / "runs" / "full" / "artifacts"
@@ -107,13 +108,13 @@ def test_a_retry_belongs_to_its_new_worker_from_the_moment_it_is_taken(tmp_path)
     dead = study.ask()
     dead.suggest_int("depth", 1, 3)
     dead.suggest_categorical("wiring", ["chain", "dense_add", "dense_cat"])
-    storage.set_trial_system_attr(dead._trial_id, WORKER_ATTR, dead_local_worker())
+    storage.set_trial_system_attr(trial_id(dead), WORKER_ATTR, dead_local_worker())
     fail_dead_local_trials(study)  # its retry, trial 1, carries the dead worker's record
     lock = _GapLock(study_lock(storage, "race"), study)
     summary = run_worker(study, SyntheticObjective(epochs=2, epoch_s=0.0), storage=storage, budget=1, lock=lock)
     assert lock.failed == []  # the other worker saw a live owner in the gap
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert summary.ran == 1 and study.trials[1].system_attrs["failed_trial"] == 0
+    assert summary.ran == 1 and study.trials[1].system_attrs[FAILED_TRIAL_ATTR] == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_dedupe_sees_a_dead_local_holder_at_once(tmp_path, url):
     dedupe = Dedupe(study, study_lock(storage, "d"), poll_s=0.05)
     holder = study.ask()
     assert dedupe.claim(holder, "k", "f") is None
-    storage.set_trial_system_attr(holder._trial_id, WORKER_ATTR, dead_local_worker())
+    storage.set_trial_system_attr(trial_id(holder), WORKER_ATTR, dead_local_worker())
     waiter, results = study.ask(), []
     thread = threading.Thread(target=lambda: results.append(dedupe.claim(waiter, "k", "f")), daemon=True)
     thread.start()
@@ -261,7 +262,7 @@ def test_dedupe_stops_waiting_for_a_silent_holder_after_its_bound(tmp_path, capl
     dedupe = Dedupe(study, study_lock(storage, "d"), poll_s=0.05, max_wait_s=0.5)
     holder = study.ask()
     assert dedupe.claim(holder, "k", "f") is None
-    storage.set_trial_system_attr(holder._trial_id, WORKER_ATTR, {"host": "another-machine", "pid": 1, "start": "1"})
+    storage.set_trial_system_attr(trial_id(holder), WORKER_ATTR, {"host": "another-machine", "pid": 1, "start": "1"})
     waiter = study.ask()
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="snnas.search.dedupe"):
@@ -291,5 +292,5 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, cache_dir,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("snnas: error: --epochs 3:"), err
     assert "--epochs 2" in err and "--study" in err
-    assert optuna.load_study(study_name="fixed", storage=study._storage).user_attrs["fidelity_phase1"] == recorded
+    assert optuna.load_study(study_name="fixed", storage=storage_of(study)).user_attrs["fidelity_phase1"] == recorded
     assert search("--seed", "7") == 0  # the sampler's seed differs per machine; training does not

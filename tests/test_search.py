@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR
 from snnas.data import load_splits
 from snnas.fit import FitSettings
 from snnas.search.attrs import NAMES
@@ -196,7 +197,7 @@ def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, work
     assert not study.get_trials(states=(TrialState.RUNNING,))
     for number in left_running:  # a killed worker's trial: failed by its stale heartbeat, then retried
         assert study.trials[number].state == TrialState.FAIL
-        retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+        retried = [t for t in study.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == number]
         dead = study.trials[number].params  # killed while sampling: some genes drawn, or none yet
         assert retried and {k: retried[0].params.get(k) for k in dead} == dead
     assert _study(tmp_path, "resume.phase2").get_trials(states=(TrialState.COMPLETE,))
@@ -248,7 +249,7 @@ def test_a_killed_workers_trial_is_retried_first_at_once_and_resumes(tmp_path, c
     assert f"trial {dead.number} was running in process" in out and "retrying it now" in out
     study = _study(tmp_path, "killed")
     assert study.trials[dead.number].state == TrialState.FAIL
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
+    (retry,) = [t for t in study.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs.get("resumed_from_epoch", 0) >= 1  # from the dead trial's checkpoint
     others = [t for t in study.trials if t.number in waiting_before and t.datetime_start is not None]

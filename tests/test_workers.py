@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING, trial_id
 from snnas.search.dedupe import Dedupe, find, lookup
 from snnas.study.locks import study_lock
 from snnas.study.storage import create_study_once, open_storage
@@ -24,7 +25,7 @@ from snnas.study.workers import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # The tests drive study.ask() by hand on heartbeat storages, as the workers do.
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+pytestmark = pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")
 
 STUDY = "workers"
 HEARTBEAT = 1
@@ -159,7 +160,7 @@ def kill_scenario(url: str, tmp_path: Path, budget: int = 6, epochs: int = 6, ep
     killed = next(t for t in trials if t.state == TrialState.FAIL)
     records = {r["trial"]: r for r in trainings(trace)}
     assert records[killed.number]["pid"] == victim.pid
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    retries = [t for t in trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     retry = retries[0]
     assert retry.params == killed.params
@@ -316,7 +317,7 @@ def test_a_parent_closes_the_trials_its_interrupted_workers_left_running(tmp_pat
     parent = os.getppid()  # alive; with another start time it stands for a dead process whose pid was reused
     for trial, host, start in ((dead, socket.gethostname(), "1"), (alive, socket.gethostname(), _process_start(parent)),
                                (elsewhere, "another-host", "1")):
-        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, {"host": host, "pid": parent, "start": start})
+        storage.set_trial_system_attr(trial_id(trial), WORKER_ATTR, {"host": host, "pid": parent, "start": start})
     assert fail_dead_local_trials(study, interrupted=True) == [dead.number]
     states = {t.number: (t.state, t.user_attrs.get(REASON_ATTR)) for t in study.get_trials()}
     assert states[dead.number] == (TrialState.FAIL, "interrupted")
