@@ -75,7 +75,6 @@ def test_a_requeued_trial_carries_parameters_and_attributes_and_names_its_chain(
     assert retry.system_attrs["record"] == {"slots": {"a": 1}}  # the checkpoint record travels with it
     assert retry.system_attrs[adapter.FAILED_TRIAL_ATTR] == failed.number
     assert retry.system_attrs[adapter.RETRY_HISTORY_ATTR] == [failed.number]
-    assert adapter.retry_origin(retry.system_attrs, retry.number) == failed.number
     again = study.tell(adapter.take_waiting(study, retry), state=TrialState.FAIL)
     number = adapter.requeue(study, again)
     third = study.trials[number]

@@ -21,6 +21,7 @@ from snnas.search.attrs import TrialAttrs, set_attrs
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity
 from snnas.spaces import Space
+from snnas.study.adapter import enqueued_params
 from snnas.study.artifacts import ArtifactStore
 from snnas.study.failures import UnrecordedResult, describe_exception
 from snnas.train.trainer import CHECKPOINT_NAME
@@ -122,6 +123,7 @@ class SearchObjective:
     allow_large: bool = False
     log: Callable[[str], None] = field(default=lambda msg: None)
     artifacts: ArtifactStore | None = None
+    samples: bool = True  # False: enqueued networks only (phase 2), their genes still read from ``space``
 
     @property
     def multi_objective(self) -> bool:
@@ -130,8 +132,10 @@ class SearchObjective:
     def genotype_for(self, trial: optuna.Trial) -> Genotype:
         given = TrialAttrs.of(trial).genotype
         if given is not None:  # promoted or enqueued by genotype
+            if self.space is not None and isinstance(trial, optuna.Trial) and enqueued_params(trial):
+                self.space.suggest(trial)  # a promoted network's genes: the phase's plots need them
             return Genotype.from_str(given)
-        if self.space is None:
+        if self.space is None or not self.samples:
             raise SnnasError("this phase takes only enqueued genotypes")
         return self.space.suggest(trial)
 
@@ -148,7 +152,7 @@ class SearchObjective:
             return earlier
 
         fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device, allow_large=self.allow_large)
-        set_attrs(trial, params=fit.params)
+        set_attrs(trial, params=fit.params, device=str(fit.device))
         is_seed = TrialAttrs.of(trial).seed_preset is not None
         if self.screen is not None and not is_seed:
             self._screen(trial, fit.model, fit.probe_batch())

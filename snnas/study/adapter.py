@@ -98,12 +98,6 @@ def requeue(study: optuna.Study, failed: FrozenTrial, without_user_attrs: Sequen
     return None
 
 
-def retry_origin(attrs: dict[str, Any], number: int) -> int:
-    """The first trial of the retry chain a trial with system attributes ``attrs`` belongs to."""
-    origin = attrs.get(FAILED_TRIAL_ATTR)
-    return number if origin is None else int(origin)
-
-
 @contextlib.contextmanager
 def quiet_experimental() -> Iterator[None]:
     """Silence Optuna's ExperimentalWarning for the features this project relies on (heartbeats,

@@ -11,7 +11,7 @@ under a dead owner's name (a retry carries its dead predecessor's record until t
 While others still run the last trials a worker waits rather than exits: if one of them dies,
 its heartbeat goes stale, a waiting worker fails it, ``RetryHeartbeatStaleTrialCallback``
 re-queues it and the waiting worker runs the retry, which resumes from the dead trial's
-checkpoint (:func:`retry_origin` names it). Storages without heartbeats (the journal file) cannot
+checkpoint (:mod:`snnas.study.artifacts`). Storages without heartbeats (the journal file) cannot
 tell a dead worker from a slow one, so there workers leave when nothing is left to start.
 
 A trial finishes in one order: the objective stores its files (the weights), the worker tells
@@ -47,14 +47,6 @@ from snnas.study.locks import StudyLock, study_lock
 _logger = logging.getLogger(__name__)
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def retry_origin(trial: optuna.Trial) -> int:
-    """The number of the trial this one retries (the first of a chain), or its own number.
-
-    A retry resumes from its origin's checkpoint, so checkpoints are filed by this number.
-    """
-    return adapter.retry_origin(adapter.system_attrs(trial), trial.number)
 
 
 @dataclass
