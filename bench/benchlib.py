@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -108,3 +109,20 @@ def set_threads(threads: int | None) -> None:
     if threads < 1:
         raise SnnasError(f"--threads {threads}: expected an integer >= 1")
     torch.set_num_threads(threads)
+
+
+def time_train(model, x, y, opt) -> float:
+    """Seconds of one training step (forward, cross-entropy, backward, optimiser step)."""
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    return time.perf_counter() - t
+
+
+@torch.no_grad()
+def time_infer(model, x) -> float:
+    """Seconds of one forward pass without gradients."""
+    t = time.perf_counter()
+    model(x)
+    return time.perf_counter() - t

@@ -10,43 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from spikingjelly.activation_based import functional, neuron, surrogate
-from spikingjelly.activation_based.model import sew_resnet
+from benchlib import time_infer, time_train
 
 from snnas import build_model
-
-
-class SpikingJellyRef(torch.nn.Module):
-    """The zoo model with the same input/output convention: repeat over T, mean over T."""
-
-    def __init__(self, timesteps: int):
-        super().__init__()
-        self.net = sew_resnet.sew_resnet18(cnf="ADD", spiking_neuron=neuron.IFNode,
-                                           surrogate_function=surrogate.Sigmoid(alpha=4.0), detach_reset=True)
-        functional.set_step_mode(self.net, "m")
-        self.timesteps = timesteps
-
-    def forward(self, x):
-        functional.reset_net(self.net)
-        return self.net(x.unsqueeze(0).repeat(self.timesteps, 1, 1, 1, 1)).mean(0)
-
-
-def time_train(model, x, y, opt) -> float:
-    t = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    opt.step()
-    return time.perf_counter() - t
-
-
-@torch.no_grad()
-def time_infer(model, x) -> float:
-    t = time.perf_counter()
-    model(x)
-    return time.perf_counter() - t
+from snnas.compiler.references import ZooNet, load_by_position
 
 
 def main() -> None:
@@ -64,8 +33,8 @@ def main() -> None:
     print(f"{'T':>2} {'phase':<9} {'snnas img/s':>12} {'SJ img/s':>10} {'ratio':>6}")
     for T in (int(t) for t in args.timesteps.split(",")):
         ours = build_model("sew_resnet18", num_classes=1000, timesteps=T)
-        ref = SpikingJellyRef(T)
-        ref.load_state_dict({k: v for k, v in zip(ref.state_dict(), ours.state_dict().values())})
+        ref = ZooNet("sew_resnet18", T)
+        load_by_position(ref, ours)
         for phase in ("train", "inference"):
             times = {"ours": [], "ref": []}
             models = {"ours": ours, "ref": ref}

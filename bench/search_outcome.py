@@ -7,7 +7,7 @@ each against every DANet of the table (A/B/C/D at ResNet-18 and -34): mean test 
 spread over seeds, and SOPs.
 
 - ``--objectives acc``: the networks promoted to phase 2 (``--promote``);
-- ``--objectives acc,sops``: the phase-1 Pareto set of accuracy and SOPs (NSGA-II).
+- ``--objectives acc,sops``: the phase-1 Pareto set of accuracy and SOPs (multi-objective TPE; NSGA-II in the recorded run).
 
     python bench/search_outcome.py                           # accuracy, then accuracy and SOPs
     python bench/search_outcome.py --objectives acc,sops     # one of the two
@@ -45,7 +45,7 @@ from snnas.search.leaderboard import summarize
 
 OUTCOME_FORMAT = "snnas-search-outcome/1"
 DANETS = [f"danet_{x}_resnet{d}" for d in (18, 34) for x in "abcd"]
-MODES = {"acc": ("acc",), "acc,sops": ("acc", "sops")}
+MODES = {"acc": ("acc",), "acc,sops": ("acc", "sops"), "acc,energy": ("acc", "energy")}
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", type=Path, default=Path("bench/results/groundtruth_fashion10.json"))
-    p.add_argument("--objectives", default="both", choices=("both", *MODES))
+    p.add_argument("--space", default="dense_additive", help="the space searched (default dense_additive)")
+    p.add_argument("--objectives", default="both", choices=("both", *MODES),
+                   help="both: acc, then acc,sops (the paper's space); acc,energy promotes by hypervolume")
     p.add_argument("--trials", type=int, default=52, help="phase-1 trials, the 12 seeds included (default 52)")
     p.add_argument("--promote", type=int, default=5)
     p.add_argument("--pareto-max", type=int, default=6, help="at most this many Pareto networks, best accuracy first")
@@ -70,15 +72,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 def search_options(mode: str, args: argparse.Namespace, search_args: list[str]):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    ns = parser.parse_args(["--space", "dense_additive", "--trials", str(args.trials), "--promote", str(args.promote),
-                            "--objectives", mode, "--study", f"outcome-{mode.replace(',', '-')}",
+    prefix = "outcome" if args.space == "dense_additive" else f"outcome-{args.space}"
+    ns = parser.parse_args(["--space", args.space, "--trials", str(args.trials), "--promote", str(args.promote),
+                            "--objectives", mode, "--study", f"{prefix}-{mode.replace(',', '-')}",
                             "--out", str(args.work / "search"), "--no-progress", *search_args])
     return options_from(ns), ns
 
 
 def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
-    """What the search hands its user: the promoted networks, or the Pareto set."""
-    if mode == "acc":
+    """What the search hands its user: the promoted networks (with energy as an objective, the
+    phase-1 Pareto set chosen by hypervolume), or the Pareto set of accuracy and SOPs."""
+    if mode in ("acc", "acc,energy"):
         trials = list(result.promoted)
     else:
         trials = sorted(result.phase1.best_trials, key=lambda t: -t.values[0])
@@ -86,17 +90,19 @@ def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
     for t in trials:
         attrs = TrialAttrs.of(t)
         key = attrs.key
-        if key not in seen and (mode == "acc" or len(seen) < pareto_max):  # at most pareto_max networks, not trials
+        if key not in seen and (mode != "acc,sops" or len(seen) < pareto_max):  # at most pareto_max networks, not trials
             seen.add(key)
             out.append({"key": key, "genotype": attrs.canonical, "mode": mode, "phase1_acc": t.values[0],
-                        "phase1_sops": attrs.sops, "seed_preset": attrs.seed_preset})
+                        "phase1_sops": attrs.sops, "phase1_energy_mj": attrs.energy_mj,
+                        "seed_preset": attrs.seed_preset})
     return out
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     accs = [r["test_acc"] for r in runs]
     return {"seeds": sorted(r["seed"] for r in runs), "test_acc_mean": statistics.fmean(accs),
-            "test_acc_spread": max(accs) - min(accs), "sops": statistics.fmean(r["sops"] for r in runs)}
+            "test_acc_spread": max(accs) - min(accs), "sops": statistics.fmean(r["sops"] for r in runs),
+            "energy_mj": statistics.fmean(r["energy_mj"] for r in runs)}
 
 
 def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
@@ -104,20 +110,23 @@ def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
     if not danets:
         print("the table holds no DANet")
         return None
-    print("\n| network | found by | mean test % | spread | MSOPs / image | beats (mean, beyond the spread, at <= SOPs) |")
-    print("|---|---|---:|---:|---:|---|")
+    ref = next((d["energy_mj"] for d in danets if d["name"] == "danet_b_resnet18"), None)
+    energy = lambda n: f"{1e3 * n['energy_mj']:.3f} | {n['energy_mj'] / ref:.2f}" if ref else f"{1e3 * n['energy_mj']:.3f} | -"
+    print("\n| network | found by | mean test % | spread | MSOPs / image | energy uJ | x DANet-B-18 | "
+          "beats (mean, beyond the spread, at <= SOPs) |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for d in danets:
         print(f"| **{d['name']}** | the paper | {100 * d['test_acc_mean']:.2f} | {100 * d['test_acc_spread']:.2f} | "
-              f"{d['sops'] / 1e6:.2f} | |")
+              f"{d['sops'] / 1e6:.2f} | {energy(d)} | |")
     for f in doc["found"]:
         if "test_acc_mean" not in f:
-            print(f"| {summarize(f['genotype'])} | {f['mode']} | (training) | | | |")
+            print(f"| {summarize(f['genotype'])} | {f['mode']} | (training) | | | | | |")
             continue
         beaten = [d["name"] for d in danets
                   if f["test_acc_mean"] - d["test_acc_mean"] > max(f["test_acc_spread"], d["test_acc_spread"])
                   and f["sops"] <= d["sops"]]
         print(f"| {f.get('seed_preset') or summarize(f['genotype'])} | {f['mode']} | {100 * f['test_acc_mean']:.2f} | "
-              f"{100 * f['test_acc_spread']:.2f} | {f['sops'] / 1e6:.2f} | {', '.join(beaten) or 'none'} |")
+              f"{100 * f['test_acc_spread']:.2f} | {f['sops'] / 1e6:.2f} | {energy(f)} | {', '.join(beaten) or 'none'} |")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     nets = table.networks()
     ax.scatter([n.sops / 1e6 for n in nets], [100 * n.mean for n in nets], color="lightgrey", s=25,
@@ -127,13 +136,13 @@ def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
                     ms=5, capsize=2)
         ax.annotate(d["name"].replace("_resnet", "-").replace("danet_", "DANet-").upper().replace("DANET", "DANet"),
                     (d["sops"] / 1e6, 100 * d["test_acc_mean"]), textcoords="offset points", xytext=(4, -8), fontsize=7)
-    colors = {"acc": "tab:red", "acc,sops": "tab:blue"}
+    colors = {"acc": "tab:red", "acc,sops": "tab:blue", "acc,energy": "tab:green"}
     for mode, color in colors.items():
         found = [f for f in doc["found"] if f["mode"] == mode and "test_acc_mean" in f]
         if found:
             ax.errorbar([f["sops"] / 1e6 for f in found], [100 * f["test_acc_mean"] for f in found],
                         yerr=[50 * f["test_acc_spread"] for f in found], fmt="o", color=color, ms=6, capsize=2,
-                        label=f"found ({'accuracy' if mode == 'acc' else 'accuracy and SOPs'})")
+                        label=f"found ({mode.replace('acc', 'accuracy').replace(',', ' and ')})")
     ax.set_xlabel("MSOPs per image")
     ax.set_ylabel("test accuracy, full training (%, mean; bars: half the seed spread)")
     lows = [100 * n.mean for n in nets]
@@ -150,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     table = Table.read(args.table)
     ts = table.settings
-    out = args.out or args.table.with_name(f"search_outcome_{slug(ts.get('data', 'data'))}.json")
+    space_part = "" if args.space == "dense_additive" else f"{args.space}_"
+    out = args.out or args.table.with_name(f"search_outcome_{space_part}{slug(ts.get('data', 'data'))}.json")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else table.seeds()
     fit = FitSettings.from_dict({**(ts.get("fit") or {}), "seed": 0})
-    modes = list(MODES) if args.objectives == "both" else [args.objectives]
+    modes = ["acc", "acc,sops"] if args.objectives == "both" else [args.objectives]
     plans = {mode: search_options(mode, args, search_args) for mode in modes}  # every argument checked first
     store = SharedResults(out.with_name(out.stem + ".runs.json"), OUTCOME_FORMAT,
                           {"table": str(args.table), "fit": fit.to_dict()}, identity=lambda r: (r["key"], r["seed"]))

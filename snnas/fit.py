@@ -27,7 +27,7 @@ from snnas.data import AUGMENTS, BatchLoader, Splits, TensorSet
 from snnas.errors import DataError, excerpt
 from snnas.genotype import Genotype
 from snnas.genotype.vocabulary import AUTO_STEM, STEMS, resolve_stem
-from snnas.metrics import count_ops, firing_rates
+from snnas.metrics import count_ops, firing_rates, inference_latency
 from snnas.train import distributed as dist_utils
 from snnas.train.callbacks import EpochCallback
 from snnas.train.config import TrainConfigError
@@ -225,16 +225,20 @@ class GenotypeFit:
         return next(iter(BatchLoader(source, batch_size=PROBE_IMAGES, shuffle=False, augment="none")))[0]
 
     def measure(self) -> dict[str, Any]:
-        """SOPs, energy and firing rates per image of the network as it is now (inference BN),
-        on the first validation images."""
+        """SOPs, the neurons' own MACs (gwr), energy and firing rates per image of the network as
+        it is now (inference BN), on the first validation images, and its inference latency per
+        image on this device."""
         probe = self.probe_batch()
+        latency = inference_latency(self.model, probe.to(self.device))
         model = self.model.cpu()
         try:
             ops = count_ops(model, probe, bn_stats="running")
             firing = firing_rates(model, probe, bn_stats="running")
         finally:
             self.model.to(self.device)
-        return {"sops": float(ops.sops), "macs": float(ops.macs), "energy_mj": float(ops.energy_mj),
+        return {"sops": float(ops.sops), "macs": float(ops.macs), "neuron_mac_ops": float(ops.neuron_mac_ops),
+                "energy_mj": float(ops.energy_mj),
+                "latency_ms": round(latency.ms_per_image, 4), "latency_threads": latency.threads,
                 "firing_rate": float(firing.overall),
                 "firing_by_stage": {k: round(v, 5) for k, v in firing.by_stage.items()},
                 "firing_rates": {k: round(v, 5) for k, v in firing.rates.items()}}

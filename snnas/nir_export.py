@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import functional, neuron
 
+from snnas.compiler.gwr import GWRNode
 from snnas.compiler.network import SpikingNet
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_to_path
@@ -75,6 +76,9 @@ def _affine(bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def _neuron(sn: neuron.BaseNode, where: str) -> nn.Module:
+    if isinstance(sn, GWRNode):
+        raise NirError(f"{where}: the gwr neuron carries membranes between windows of its map within a "
+                       "time step; NIR neurons are pointwise (IF and LIF export)")
     if sn.v_reset is None:
         raise NirError(f"{where}: soft reset (subtracting the threshold) has no NIR equivalent; "
                        "NIR neurons reset to v_reset")

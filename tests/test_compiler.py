@@ -1,17 +1,19 @@
 import copy
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
-from spikingjelly.activation_based import functional, neuron, surrogate
-from spikingjelly.activation_based.model import sew_resnet, spiking_resnet
+from spikingjelly.activation_based import functional, neuron
 
 from snnas import build_model, count_parameters, get_preset, list_presets
 from snnas.compiler import BLOCK_BUILDERS, register_block
 from snnas.compiler.choices import STEM_LAYOUTS, TDBN_ALPHA_AT_SUM
+from snnas.compiler.references import ZOO, ZooNet, load_by_position, relu_twin
 from snnas.errors import GenotypeError
 from snnas.genotype import Edge, Neuron
 from snnas.genotype.vocabulary import BLOCK_NAMES, STEMS
+from tests.devices import CUDA, DEVICES, exact_kernels
 from tests.genotype_helpers import tiny
 
 PRESETS = list_presets()
@@ -86,77 +88,115 @@ def test_densenet_parameter_counts_match_torchvision(name, params):
         assert count_parameters(build_model(name, num_classes=1000)) == params
 
 
-def _spikingjelly(fn, **kw):
-    ref = fn(spiking_neuron=neuron.IFNode, surrogate_function=surrogate.Sigmoid(alpha=4.0), detach_reset=True, **kw)
-    functional.set_step_mode(ref, "m")
-    return ref
+# Under autocast both networks run the same kernels on the same spikes: the stem ends in a spiking
+# neuron, so a rounding difference (snnas runs the stem once on N images, SpikingJelly on T x N
+# copies) either flips a spike, which moves the logits by tenths, or changes nothing downstream.
+# AMP therefore keeps the float32 tolerance.
+ZOO_ATOL = 1e-5
+PRECISIONS = [pytest.param("cpu", None, id="cpu"), pytest.param("cuda", None, id="cuda", marks=CUDA),
+              pytest.param("cuda", torch.float16, id="cuda-float16", marks=CUDA),
+              pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=CUDA)]
 
 
-@pytest.mark.parametrize("name,factory", [
-    ("sew_resnet18", lambda: _spikingjelly(sew_resnet.sew_resnet18, cnf="ADD")),
-    ("sew_resnet50", lambda: _spikingjelly(sew_resnet.sew_resnet50, cnf="ADD")),
-    ("origin_resnet18", lambda: _spikingjelly(spiking_resnet.spiking_resnet18)),
-])
-def test_matches_spikingjelly_model_zoo(name, factory):
+@pytest.mark.parametrize("device, amp", PRECISIONS)
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_matches_spikingjelly_model_zoo(name, device, amp):
     torch.manual_seed(0)
-    ref = factory()
+    ref = ZooNet(name, timesteps=2)
     model = build_model(name, num_classes=1000, timesteps=2)
-    ours, theirs = list(model.state_dict().items()), list(ref.state_dict().items())
-    assert len(ours) == len(theirs) and count_parameters(model) == count_parameters(ref)
-    model.load_state_dict({k: v for (k, _), (_, v) in zip(ours, theirs)})
-    x = torch.randn(2, 3, 48, 48)
-    for mode in ("train", "eval"):
-        model.train(mode == "train")
-        ref.train(mode == "train")
-        functional.reset_net(ref)
-        expected = ref(x.unsqueeze(0).repeat(2, 1, 1, 1, 1)).mean(0)
-        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=0)
+    assert count_parameters(model) == count_parameters(ref)
+    load_by_position(model, ref)
+    model.to(device), ref.to(device)
+    x = torch.randn(2, 3, 48, 48, device=device)
+    with exact_kernels(device), torch.no_grad():
+        for mode in ("train", "eval"):
+            model.train(mode == "train")
+            ref.train(mode == "train")
+            with torch.autocast(device_type=device, dtype=amp) if amp else nullcontext():
+                ours, expected = model(x), ref(x)
+            torch.testing.assert_close(ours, expected, atol=ZOO_ATOL, rtol=0)
 
 
-def _shared_weights(a, b):
+def test_zoo_weights_load_only_into_the_same_layout():
+    zoo = ZooNet("sew_resnet18")
+    with pytest.raises(ValueError, match="tensors"):
+        load_by_position(build_model("sew_resnet34", width_mult=1 / 16), zoo)
+    with pytest.raises(ValueError, match="shape"):
+        load_by_position(build_model("sew_resnet18", width_mult=1 / 16), zoo)
+    with pytest.raises(ValueError, match="no SpikingJelly model"):
+        ZooNet("pa_a_resnet18")
+
+
+def test_relu_twin_is_the_same_network_with_relu_for_every_neuron():
+    torch.manual_seed(0)
+    model = build_model(tiny("origin", "dense_add", depth=2), num_classes=4, timesteps=2).eval()
+    x = torch.randn(3, 3, 16, 16)
+    before = model(x)
+    twin = relu_twin(model)
+    assert not any(isinstance(m, neuron.BaseNode) for m in twin.modules()) and twin.timesteps == 1
+    assert sum(isinstance(m, torch.nn.ReLU) for m in twin.modules()) == \
+        sum(isinstance(m, neuron.BaseNode) for m in model.modules())
+    torch.testing.assert_close(model(x), before, atol=0, rtol=0)  # the original keeps its neurons
+    ours, theirs = model.state_dict(), twin.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    stem = twin.stem
+    torch.testing.assert_close(stem(x, 1)[0], torch.relu(stem.bn(stem.conv(x))))  # ReLU where the SN was
+    assert not torch.allclose(twin(x), before)
+
+
+# Dense addition is pinned exactly on every device: the networks compared run the same kernels on
+# the same shapes in the same order, so even on CUDA they agree to the last bit.
+def _shared_weights(a, b, device="cpu"):
     b.load_state_dict(a.state_dict())
-    a.eval(), b.eval()
+    a.to(device).eval(), b.to(device).eval()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("block", ["sew", "pa_a", "pa_b"])
-def test_dense_add_equals_chain_without_interblock(block):
+def test_dense_add_equals_chain_without_interblock(block, device):
     torch.manual_seed(0)
     dense = build_model(tiny(block, "dense_add", depth=3), num_classes=4, timesteps=2)
     chain = build_model(tiny(block, "chain", depth=3), num_classes=4, timesteps=2)
-    _shared_weights(dense, chain)
-    x = torch.randn(3, 3, 16, 16)
-    torch.testing.assert_close(dense(x), chain(x), atol=0, rtol=0)
+    _shared_weights(dense, chain, device)
+    x = torch.randn(3, 3, 16, 16).to(device)
+    with exact_kernels(device):
+        torch.testing.assert_close(dense(x), chain(x), atol=0, rtol=0)
     assert dense.genotype.canonical().key == chain.genotype.canonical().key
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("block", ["origin", "baa"])
-def test_dense_add_differs_from_chain_with_interblock(block):
+def test_dense_add_differs_from_chain_with_interblock(block, device):
     torch.manual_seed(0)
     dense = build_model(tiny(block, "dense_add", depth=3), num_classes=4, timesteps=2)
     chain = build_model(tiny(block, "chain", depth=3), num_classes=4, timesteps=2)
-    _shared_weights(dense, chain)
-    x = torch.randn(3, 3, 16, 16) * 3
-    assert not torch.allclose(dense(x), chain(x))
+    _shared_weights(dense, chain, device)
+    x = (torch.randn(3, 3, 16, 16) * 3).to(device)
+    with exact_kernels(device):
+        assert not torch.allclose(dense(x), chain(x))
     assert dense.genotype.canonical().key != chain.genotype.canonical().key
 
 
-def test_dense_add_follows_listing_1():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_add_follows_listing_1(device):
     """DANet-C stage: block i reads the sum of all earlier outputs; the stage returns their sum."""
     torch.manual_seed(0)
-    model = build_model(tiny("origin", "dense_add", depth=3, stages=1), num_classes=4, timesteps=1).eval()
+    model = build_model(tiny("origin", "dense_add", depth=3, stages=1), num_classes=4, timesteps=1).to(device).eval()
     stage = model.stages[0]
-    x = torch.randn(2, 3, 16, 16)
-    functional.reset_net(model)
-    h = model.stem(x, 1)
-    features = [stage.blocks[0](h)[0]]
-    for block in stage.blocks[1:]:
-        features.append(block(sum(features))[0])
-    functional.reset_net(model)
-    torch.testing.assert_close(stage(model.stem(x, 1)), sum(features), atol=0, rtol=0)
+    x = torch.randn(2, 3, 16, 16).to(device)
+    with exact_kernels(device):
+        functional.reset_net(model)
+        h = model.stem(x, 1)
+        features = [stage.blocks[0](h)[0]]
+        for block in stage.blocks[1:]:
+            features.append(block(sum(features))[0])
+        functional.reset_net(model)
+        torch.testing.assert_close(stage(model.stem(x, 1)), sum(features), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("block", ["origin", "pa_a"])
-def test_explicit_edges_equal_named_patterns(block):
+def test_explicit_edges_equal_named_patterns(block, device):
     torch.manual_seed(0)
     for connect in ("chain", "dense_add"):
         from snnas.genotype import expand_edges
@@ -164,9 +204,10 @@ def test_explicit_edges_equal_named_patterns(block):
         named = build_model(tiny(block, connect, stages=1), num_classes=4, timesteps=2)
         explicit = build_model(tiny(block, "edges", edges=expand_edges(connect, 3), stages=1), num_classes=4,
                                timesteps=2)
-        _shared_weights(named, explicit)
-        x = torch.randn(2, 3, 16, 16) * 2
-        torch.testing.assert_close(named(x), explicit(x), atol=0, rtol=0)
+        _shared_weights(named, explicit, device)
+        x = (torch.randn(2, 3, 16, 16) * 2).to(device)
+        with exact_kernels(device):
+            torch.testing.assert_close(named(x), explicit(x), atol=0, rtol=0)
 
 
 def test_concat_edges_and_dense_concat_build():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from snnas.presets import get_preset
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 from PIL import Image
@@ -161,12 +163,12 @@ def test_terminal_table_is_readable_in_100_columns(tmp_path):
     text = format_terminal(build_leaderboard(*load(tmp_path)))
     lines = text.splitlines()
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)
-    assert lines[0].split() == ["#", "network", "key", "acc1%", "acc2%", "params", "SOPs", "mJ", "fire"]
+    assert lines[0].split() == ["#", "network", "key", "acc1%", "acc2%", "params", "SOPs", "mJ", "xB18", "fire"]
     body = lines[2:6]
     assert body[0].split()[:3] == ["1", "danet_c_resnet18", key("B")]
     assert "75.0" in body[0] and "80.0" in body[0]
-    assert body[1].split()[1:5] == ["lif", "2-2", "tdbn+da,origin", key("D")]  # unnamed: per-stage summary
-    assert body[2].split()[-6:-4] == ["70.0", "-"]  # C has no phase-2 accuracy
+    assert body[1].split()[1:6] == ["lif", "w8-16", "2-2", "tdbn+da,origin", key("D")]  # unnamed: per-stage summary
+    assert body[2].split()[-7:-5] == ["70.0", "-"]  # C has no phase-2 accuracy
     assert "1 reused" in text and "1 pruned, 1 failed" in text
 
 
@@ -182,13 +184,14 @@ def test_terminal_table_shortens_what_does_not_fit():
     text = format_terminal(Leaderboard(rows=(row,), phase1=PhaseCounts(complete=1, networks=1), phase2=None))
     assert all(len(line) <= 100 for line in text.splitlines())
     line = text.splitlines()[2]
-    assert "3-2-2-2-3 scbscb/sn/bn+e,baa+da,se~" in line  # summary, cut to its column
+    assert "w16-32-64-128-32 3-2-2-2-3 sc~" in line  # summary (widths that are not a ResNet's first), cut to its column
     assert "123M" in line and "9.87G" in line and "0123456789abcdef" in line
 
 
 def test_summaries_and_numbers():
-    assert summarize(NETS["B"]) == "2-2 origin+da x2"
-    assert summarize(NETS["A_twin"]) == "2-2 pa_a+da,pa_a"
+    assert summarize(NETS["B"]) == "w8-16 2-2 origin+da x2"
+    assert summarize(NETS["A_twin"]) == "w8-16 2-2 pa_a+da,pa_a"
+    assert summarize(get_preset("danet_c_resnet18")) == "2-2-2-2 origin+da x4"  # a ResNet's own widths go unsaid
     assert summarize("not a genotype") == "not a genotype"
     assert fmt_float(2.93e-4) == "2.93e-4" and fmt_float(0.0146) == "0.0146" and fmt_float(None) == "-"
     assert fmt_float(0.0) == "0" and fmt_float(123456.0) == "1.23e5"
@@ -290,7 +293,8 @@ def test_leaderboard_and_report_show_full_training_beside_the_proxy(tmp_path):
 
     text = format_terminal(board, truth=truth)
     lines = text.splitlines()
-    assert lines[0].split() == ["#", "network", "key", "acc1%", "acc2%", "full%", "params", "SOPs", "mJ", "fire"]
+    assert lines[0].split() == ["#", "network", "key", "acc1%", "acc2%", "full%", "params", "SOPs", "mJ", "xB18",
+                                "fire"]
     assert lines[2].split()[:6] == ["1", "danet_c_resnet18", key("B"), "80.0", "75.0", "87.0"]
     expected = kendall_tau({key(n): a for n, a in {"D": .9, "B": .8, "C": .7, "A": .6}.items()}, truth.mean_acc())
     phase1 = next(line for line in lines if line.startswith("phase 1 vs full training"))

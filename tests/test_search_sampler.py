@@ -39,7 +39,7 @@ def parse(*argv: str) -> SearchOptions:
 
 @pytest.mark.parametrize("sampler, objectives, expected", [
     ("tpe", ("acc",), optuna.samplers.TPESampler),
-    ("tpe", ("acc", "sops"), optuna.samplers.NSGAIISampler),
+    ("tpe", ("acc", "sops"), optuna.samplers.TPESampler),
     ("random", ("acc",), optuna.samplers.RandomSampler),
     ("random", ("acc", "sops"), optuna.samplers.RandomSampler),  # random search needs no model: any objectives
 ])
@@ -70,7 +70,7 @@ def test_an_unknown_sampler_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("sampler, objectives, recorded, kind", [
     ("random", ("acc",), "random", optuna.samplers.RandomSampler),
     ("random", ("acc", "sops"), "random", optuna.samplers.RandomSampler),
-    ("tpe", ("acc", "sops"), "nsga2", optuna.samplers.NSGAIISampler),
+    ("tpe", ("acc", "sops"), "motpe", optuna.samplers.TPESampler),
     ("tpe", ("acc",), "tpe", optuna.samplers.TPESampler),
 ])
 def test_the_study_records_its_sampler(tmp_path, sampler, objectives, recorded, kind):

@@ -17,6 +17,7 @@ from snnas.train import (Callback, StopAfter, TrainConfig, TrainConfigError, Tra
                          plan_phases, register_recipe, run_phases)
 from snnas.train.schedule import build_scheduler
 from snnas.train.shortcut import head_share
+from tests.devices import CUDA, exact_kernels
 
 RES, CLASSES = 16, 4
 
@@ -96,7 +97,7 @@ FAST = TrainConfig(epochs=3, batch_size=16, lr_per_256=0.8, warmup_epochs=0.25, 
 def test_config_rejects_bad_values_with_the_setting_named():
     for bad in ({"epochs": 0}, {"batch_size": -1}, {"schedule": "linear"}, {"warmup_epochs": 3},
                 {"label_smoothing": 1.0}, {"grad_clip": 0}, {"schedule": "step", "milestones": ()},
-                {"milestones": (3, 2)}, {"aux_weight": 1.5}, {"timesteps": 0}):
+                {"milestones": (3, 2)}, {"aux_weight": 1.5}, {"timesteps": 0}, {"amp": "fp16"}, {"amp": 1}):
         with pytest.raises(TrainConfigError) as info:
             FAST.replace(**bad)
         assert next(iter(bad)) in str(info.value)
@@ -111,6 +112,16 @@ def test_config_round_trips_through_plain_data():
     data = cfg.to_dict()
     json.dumps(data)  # plain
     assert TrainConfig.from_dict(data) == cfg
+
+
+def test_amp_names_its_type_and_true_stays_float16():
+    assert (FAST.amp, FAST.amp_dtype) == (True, "float16")
+    assert FAST.replace(amp="float16") == FAST  # one spelling: old checkpoints and tables compare equal
+    bf16 = FAST.replace(amp="bfloat16")
+    assert bf16.amp_dtype == "bfloat16" and TrainConfig.from_dict(bf16.to_dict()) == bf16
+    assert FAST.replace(amp=False).amp_dtype is None
+    with pytest.raises(TrainConfigError, match="amp"):
+        snnas.train.evaluate_model(tiny_model(), [], amp="half")
 
 
 def test_recipes_carry_the_papers_numbers():
@@ -190,17 +201,29 @@ def test_fit_learns_and_reports_each_split(data, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
-    cfg = FAST.replace(epochs=2, grad_clip=5.0)
-    straight = tiny_model()
-    Trainer(straight, cfg, out_dir=tmp_path / "a", progress=False).fit(*loaders(data))
+# A run is a function of its seed on every device: with cuDNN's deterministic algorithms a CUDA run
+# resumed from its checkpoint (GradScaler state included) ends with the straight run's weights to the
+# last bit, under float16 or bfloat16 autocast as under float32. AMP loosens no tolerance here.
+RESUME_PRECISIONS = [pytest.param("cpu", True, id="cpu"),
+                     pytest.param("cuda", True, id="cuda-float16", marks=CUDA),
+                     pytest.param("cuda", "bfloat16", id="cuda-bfloat16", marks=CUDA),
+                     pytest.param("cuda", False, id="cuda-float32", marks=CUDA)]
 
-    first = tiny_model()  # "killed" after epoch 1: the process is gone, only the directory remains
-    cut = Trainer(first, cfg, out_dir=tmp_path / "b", callbacks=[StopAfter(1)], progress=False).fit(*loaders(data))
-    assert cut.stopped_early and cut.epochs_run == 1
-    del first
-    resumed = tiny_model()
-    result = Trainer(resumed, cfg, out_dir=tmp_path / "b", progress=False).fit(*loaders(data), resume=True)
+
+@pytest.mark.parametrize("device, amp", RESUME_PRECISIONS)
+def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path, device, amp):
+    cfg = FAST.replace(epochs=2, grad_clip=5.0, amp=amp)
+    run = dict(progress=False, device=device)
+    with exact_kernels(device):
+        straight = tiny_model()
+        Trainer(straight, cfg, out_dir=tmp_path / "a", **run).fit(*loaders(data))
+
+        first = tiny_model()  # "killed" after epoch 1: the process is gone, only the directory remains
+        cut = Trainer(first, cfg, out_dir=tmp_path / "b", callbacks=[StopAfter(1)], **run).fit(*loaders(data))
+        assert cut.stopped_early and cut.epochs_run == 1
+        del first
+        resumed = tiny_model()
+        result = Trainer(resumed, cfg, out_dir=tmp_path / "b", **run).fit(*loaders(data), resume=True)
     assert result.resumed_from == 1 and result.epochs_run == 1
     a, b = straight.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
@@ -210,11 +233,11 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
     assert epochs == [1, 2]
 
     # resuming a finished run trains nothing; resuming under other settings is refused
-    again = Trainer(tiny_model(), cfg, out_dir=tmp_path / "b", progress=False).fit(*loaders(data), resume=True)
+    again = Trainer(tiny_model(), cfg, out_dir=tmp_path / "b", **run).fit(*loaders(data), resume=True)
     assert again.epochs_run == 0 and [r.epoch for r in again.history] == [1, 2]
     with pytest.raises(CheckpointError, match="lr_per_256"):
-        Trainer(tiny_model(), cfg.replace(lr_per_256=0.4), out_dir=tmp_path / "b",
-                progress=False).fit(*loaders(data), resume=True)
+        Trainer(tiny_model(), cfg.replace(lr_per_256=0.4), out_dir=tmp_path / "b", **run).fit(*loaders(data),
+                                                                                              resume=True)
 
 
 def test_nan_loss_raises_diverged_naming_epoch_and_step(data):

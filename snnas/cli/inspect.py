@@ -3,9 +3,10 @@
 Each SPEC (preset name, genotype string or genotype JSON file) is built under ``--seed`` and run
 on one batch: with ``--data``, the first shuffled batch of that data's validation split; without
 it, a seeded batch of standard-normal images (what normalised images look like to the first
-layer). Prints firing rates, gradient stability, SAHD, params, MACs, SOPs and energy; ``--json``
-prints them as JSON instead (one object, or a list for several SPECs); ``--plots DIR`` draws the
-layer-wise firing rates and gradient stability (several SPECs overlaid) and each architecture.
+layer). Prints firing rates, gradient stability, SAHD, params, MACs, SOPs, the neurons' own MACs
+(the gwr neuron's carry) and energy; ``--json`` prints them as JSON instead (one object, or a list
+for several SPECs); ``--plots DIR`` draws the layer-wise firing rates and gradient stability
+(several SPECs overlaid) and each architecture.
 """
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ def _summary(label: str, genotype, prof, batch: Batch, show_layers: bool) -> str
              f"  params       {_si(ops.params)}",
              f"  MACs         {_si(ops.macs)} per image and time step (dense, architecture only)",
              f"  executed     {_si(ops.sops)} SOPs + {_si(ops.mac_ops)} MACs per image over {ops.timesteps} steps",
+             *([f"  neurons      {_si(ops.neuron_mac_ops)} MACs per image over {ops.timesteps} steps "
+                f"(the gwr neuron's carry between windows)"] if ops.neuron_mac_ops else []),
              f"  energy       {ops.energy_mj:.4g} mJ per image ({ops.e_ac_pj} pJ/SOP, {ops.e_mac_pj} pJ/MAC)",
              f"  firing rate  overall {firing.overall:.4f}, layer mean {firing.layer_mean:.4f}",
              "               " + ", ".join(f"{k} {v:.3f}" for k, v in firing.by_stage.items()),

@@ -28,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the samplers' seed (local worker i uses seed + i); give each machine of a study its own")
     p.add_argument("--train-seed", type=int, default=0,
                    help="seed of the networks' initial weights and batch order (fixed when the study is created)")
-    p.add_argument("--objectives", default="acc", help="acc, or acc,sops (NSGA-II, no pruning)")
+    p.add_argument("--objectives", default="acc", help="acc, or acc,energy or acc,sops (multi-objective TPE, no pruning; phase 2 takes the Pareto set by hypervolume)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                   help="phase-1 sampler: tpe (NSGA-II with several objectives) or random, the baseline to beat")
+                   help="phase-1 sampler: tpe (multi-objective TPE with several objectives) or random, the baseline to beat")
     p.add_argument("--max-sops", type=float, default=None, help="constraint: SOPs per image at most this")
     p.add_argument("--screen", choices=("sahd", "gradstab"), default=None, help="training-free screening")
     p.add_argument("--screen-keep", type=float, default=0.5, help="fraction kept by screening")

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--draw", metavar="FILE.png", help="draw the architecture to a PNG file")
     p.add_argument("--list", action="store_true", help="list the preset names")
+    p.add_argument("--space", metavar="NAME|FILE.toml",
+                   help="describe a search space instead: its genes, size and how many networks it folds")
+    p.add_argument("--resolution", type=int, default=28, help="image side that resolves a space's stem (default 28)")
     p.add_argument("--allow-large", action="store_true", help="build even when the weights would not fit in memory")
     p.set_defaults(func=run)
 
@@ -28,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(list_presets()))
         return 0
+    if args.space:
+        return show_space(args.space, args.resolution, args.json)
     if args.spec is None:
         raise SnnasError("show: give a SPEC (preset name, genotype string or JSON file), or --list")
     if args.draw:
@@ -50,4 +55,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"params    {info['params']:,}  ({args.classes} classes)")
         if args.draw:
             print(f"drawing   {info['drawing']}")
+    return 0
+
+
+def show_space(name: str, resolution: int, as_json: bool) -> int:
+    from snnas.spaces import load_space
+    from snnas.spaces.size import space_size
+
+    space = load_space(name, resolution=resolution)
+    size = space_size(space)
+    info = {"name": space.name, "source": space.source, "builder": space.builder, "description": space.description,
+            "genes": {g: list(c) for g, c in space.context.genes.items()},
+            "per_stage": sorted(space.context.per_stage), "seeds": list(space.seed_presets),
+            "points": size.points, "networks": size.networks, "walked_whole": size.exact_walk}
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(f"space     {space.name} ({space.source}): {space.description}")
+    for gene, choices in space.context.genes.items():
+        where = "per stage" if gene in space.context.per_stage else "network"
+        print(f"  {gene:<11} {where:<9} {', '.join(choices)}")
+    how = "every point built" if size.exact_walk else "stage by stage"
+    print(f"size      {size.points:,} points, {size.networks:,} distinct networks "
+          f"({100 * size.folded:.1f}% fold into another point's network; counted {how})")
+    print(f"seeds     {len(space.seed_presets)}: {', '.join(space.seed_presets)}")
     return 0

@@ -6,9 +6,11 @@ What folds (each provably the same function with the same parameters):
   Fig. 4(a)): it becomes ``chain``;
 - a one-block stage wired ``dense_add`` is its ``chain``;
 - an explicit edge list equal to a named pattern takes that pattern's name (then folds as above);
-- the membrane time constant of an IF neuron is unused: it is set to the default.
+- the membrane time constant of an IF or gwr neuron is unused: it is set to the default.
 Nothing else folds: ``dense_add`` over blocks with an interblock module (DANet-C, -D) is a
-different network, and tdBN differs from BN by its initialisation.
+different network, and tdBN differs from BN by its initialisation. A ``gwr`` neuron without its
+carry (``lam=0``, or ``g=1``: one window) fires as IF does, but its code path is another one (the
+window sweep and the stitch cost time), so it stays its own network: the control of a comparison.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def _canonical_stage(stage: Stage) -> Stage:
 
 def canonicalize(g: Genotype) -> Genotype:
     neuron = g.neuron
-    if neuron.kind == "if" and neuron.tau != V.NEURON_DEFAULTS["tau"]:
+    if neuron.kind in ("if", "gwr") and neuron.tau != V.NEURON_DEFAULTS["tau"]:
         neuron = replace(neuron, tau=V.NEURON_DEFAULTS["tau"])
     return Genotype(stages=tuple(_canonical_stage(s) for s in g.stages), neuron=neuron,
                     stem=g.stem, stem_width=g.stem_width)

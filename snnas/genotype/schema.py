@@ -42,7 +42,12 @@ def _check_float(path: str, value: Any, lo: float, strict: bool = True) -> None:
 @dataclass(frozen=True)
 class Neuron:
     """The spiking neuron of the whole network (DESIGN §3 defaults: IF, V_th 1, reset 0, tau 2,
-    Sigmoid surrogate with alpha 4, detached reset)."""
+    Sigmoid surrogate with alpha 4, detached reset).
+
+    ``g`` .. ``condense`` are the settings of the window-recurrent ``gwr`` neuron
+    (:mod:`snnas.compiler.gwr`); every other kind keeps them at their defaults and leaves them out
+    of its JSON, so the keys of IF and LIF genotypes are those they always had.
+    """
 
     kind: str = V.NEURON_DEFAULTS["kind"]
     v_threshold: float = V.NEURON_DEFAULTS["v_threshold"]
@@ -50,6 +55,12 @@ class Neuron:
     tau: float = V.NEURON_DEFAULTS["tau"]
     surrogate_alpha: float = V.NEURON_DEFAULTS["surrogate_alpha"]
     detach_reset: bool = V.NEURON_DEFAULTS["detach_reset"]
+    g: int = V.GWR_DEFAULTS["g"]  # windows per axis
+    dil: str = V.GWR_DEFAULTS["dil"]  # enlarged overlapping windows: off, on, or every other neuron layer
+    lam: float = V.GWR_DEFAULTS["lam"]  # decay of the carry between windows
+    theta: float = V.GWR_DEFAULTS["theta"]  # radian factor of the projection
+    proj: str = V.GWR_DEFAULTS["proj"]  # how the carry fuses input and membrane
+    condense: str = V.GWR_DEFAULTS["condense"]  # spikes where windows overlap: or (max) or mean
 
     def __post_init__(self) -> None:
         _check_choice("neuron.kind", self.kind, V.NEURONS)
@@ -62,10 +73,28 @@ class Neuron:
         _check_float("neuron.surrogate_alpha", self.surrogate_alpha, 0.0)
         if not isinstance(self.detach_reset, bool):
             raise _fail("neuron.detach_reset", self.detach_reset, "true or false")
-        for name in ("v_threshold", "tau", "surrogate_alpha"):  # one representation per value
+        _check_int("neuron.g", self.g, 1, V.GWR_MAX_GROUPS)
+        _check_choice("neuron.dil", self.dil, V.GWR_DILATIONS)
+        _check_float("neuron.lam", self.lam, 0.0, strict=False)
+        _check_float("neuron.theta", self.theta, 0.0)
+        _check_choice("neuron.proj", self.proj, V.GWR_PROJECTIONS)
+        _check_choice("neuron.condense", self.condense, V.GWR_CONDENSES)
+        for name in ("v_threshold", "tau", "surrogate_alpha", "lam", "theta"):  # one representation per value
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.v_reset is not None:
             object.__setattr__(self, "v_reset", float(self.v_reset))
+        if self.kind != "gwr":
+            for name, default in V.GWR_DEFAULTS.items():
+                if getattr(self, name) != default:
+                    raise _fail(f"neuron.{name}", getattr(self, name),
+                                f"{default!r}: {name} is a setting of the gwr neuron only (kind is {self.kind!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.kind != "gwr":
+            for name in V.GWR_DEFAULTS:
+                del d[name]
+        return d
 
 
 @dataclass(frozen=True)
@@ -177,7 +206,7 @@ class Genotype:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": V.FORMAT_VERSION,
-            "neuron": asdict(self.neuron),
+            "neuron": self.neuron.to_dict(),
             "stem": self.stem,
             "stem_width": self.stem_width,
             "stages": [s.to_dict() for s in self.stages],

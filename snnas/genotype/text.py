@@ -2,6 +2,7 @@
 
     if|imagenet64|basic.origin.64x2.s1.chain|basic.origin.128x2.s2.dense_add|...
     lif(tau=3)|small16|basic.sn_conv_bn_sn_conv_bn/sn/bn.16x3.s1.edges[i>0+,0>1+,0>2&,1>2+,2>o+].project
+    gwr(g=3,dil=on,proj=mean)|half16|basic.pa_b.16x2.s1.chain|...
 
 Fields: neuron (non-default settings in parentheses), stem and its width, then one field per stage:
 kind . block (the paper's name where the factors match one, else branch/interblock/norm) .
@@ -18,7 +19,10 @@ from snnas.genotype.schema import Genotype, Neuron, Stage
 from snnas.genotype.topology import INPUT, Edge
 
 _NEURON_KEYS = {"vth": "v_threshold", "vreset": "v_reset", "tau": "tau", "alpha": "surrogate_alpha",
-                "detach": "detach_reset"}
+                "detach": "detach_reset", "g": "g", "dil": "dil", "lam": "lam", "theta": "theta", "proj": "proj",
+                "condense": "condense"}
+_DEFAULTS = {**V.NEURON_DEFAULTS, **V.GWR_DEFAULTS}
+_WORD_SETTINGS = frozenset({"dil", "proj", "condense"})  # settings whose values are names
 _OPS = {"add": "+", "concat": "&"}
 _OPS_BACK = {v: k for k, v in _OPS.items()}
 _NUM = r"-?\d{1,12}(?:\.\d{1,20})?(?:e[+-]?\d{1,3})?"
@@ -31,13 +35,15 @@ def _num(x: float) -> str:
 def _format_neuron(n: Neuron) -> str:
     parts = []
     for short, name in _NEURON_KEYS.items():
-        value, default = getattr(n, name), V.NEURON_DEFAULTS[name]
+        value, default = getattr(n, name), _DEFAULTS[name]
         if value == default and type(value) is type(default):
             continue
         if value is None:
             parts.append(f"{short}=none")
-        elif isinstance(value, bool):
+        elif isinstance(value, (bool, int)):
             parts.append(f"{short}={int(value)}")
+        elif isinstance(value, str):
+            parts.append(f"{short}={value}")
         else:
             parts.append(f"{short}={_num(value)}")
     return n.kind + (f"({','.join(parts)})" if parts else "")
@@ -71,6 +77,20 @@ _STAGE_RE = re.compile(
 _EDGE_RE = re.compile(r"^(i|\d{1,6})>(o|\d{1,6})([+&])$")
 
 
+def _setting_value(name: str, text: str):
+    """The value a neuron setting's text stands for; text of the wrong form is handed on as it
+    is, so that validation names the field (``neuron.g: '2.5' is not allowed; ...``)."""
+    if name == "v_reset" and text == "none":
+        return None
+    if name == "detach_reset":
+        return text == "1" if text in ("0", "1") else text
+    if name in _WORD_SETTINGS:
+        return text
+    if name == "g":
+        return int(text) if re.fullmatch(r"\d{1,6}", text) else text
+    return float(text) if re.fullmatch(_NUM, text) else text
+
+
 def _parse_neuron(field: str) -> Neuron:
     m = _NEURON_RE.match(field)
     if not m:
@@ -80,15 +100,7 @@ def _parse_neuron(field: str) -> Neuron:
         key, eq, value = item.partition("=")
         if not eq or key not in _NEURON_KEYS:
             raise _bad(field, f"unknown neuron setting {key!r} (known: {', '.join(_NEURON_KEYS)})")
-        name = _NEURON_KEYS[key]
-        if value == "none" and name == "v_reset":
-            kwargs[name] = None
-        elif name == "detach_reset" and value in ("0", "1"):
-            kwargs[name] = value == "1"
-        elif re.fullmatch(_NUM, value) and name != "detach_reset":
-            kwargs[name] = float(value)
-        else:
-            raise _bad(field, f"bad value {value!r} for neuron setting {key!r}")
+        kwargs[_NEURON_KEYS[key]] = _setting_value(_NEURON_KEYS[key], value)
     return Neuron(**kwargs)
 
 

@@ -4,9 +4,11 @@ Kept apart from the data classes so that spaces, validation and the compiler rea
 """
 from __future__ import annotations
 
+import math
+
 FORMAT_VERSION = 1
 
-NEURONS = ("if", "lif")
+NEURONS = ("if", "lif", "gwr")
 STEMS = ("imagenet", "small", "half")
 AUTO_STEM = "auto"
 # Images up to this side are "small": the ImageNet stem (4x down before stage 1) would leave
@@ -60,6 +62,22 @@ NEURON_DEFAULTS = {
     "surrogate_alpha": 4.0,
     "detach_reset": True,
 }
+
+# The window-recurrent neuron's settings (snnas.compiler.gwr): windows per axis, dilation policy,
+# carry decay, radian factor, projection and condense rule. Fields of the `gwr` kind only: other
+# kinds keep them at these defaults and leave them out of their JSON, so their keys never change.
+GWR_DEFAULTS = {
+    "g": 2,
+    "dil": "alt",
+    "lam": 0.4,
+    "theta": math.pi / 4,
+    "proj": "sincos",
+    "condense": "or",
+}
+GWR_MAX_GROUPS = 16
+GWR_DILATIONS = ("off", "on", "alt")
+GWR_PROJECTIONS = ("sincos", "mean", "none")
+GWR_CONDENSES = ("or", "mean")
 
 
 def block_name(kind: str, branch: str, interblock: str, norm: str) -> str | None:

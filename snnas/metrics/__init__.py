@@ -10,11 +10,12 @@ the stored statistics, as inference on a trained network does.
 from snnas.metrics.energy import E_AC_PJ, E_MAC_PJ, ENERGY_SOURCE, energy_mj
 from snnas.metrics.firing import FiringReport, LayerFiring, firing_rates
 from snnas.metrics.gradient import GradStabilityReport, LayerGradStability, gradient_stability
+from snnas.metrics.latency import Latency, inference_latency
 from snnas.metrics.layers import SpikingLayer
 from snnas.metrics.ops import OpsReport, count_ops
 from snnas.metrics.profile import Profile, profile
 from snnas.metrics.sahd import sahd_from_patterns, sahd_kernel, sahd_score
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "ENERGY_SOURCE", "energy_mj", "FiringReport", "LayerFiring", "firing_rates",
-           "GradStabilityReport", "LayerGradStability", "gradient_stability", "SpikingLayer", "OpsReport",
+           "GradStabilityReport", "LayerGradStability", "gradient_stability", "Latency", "inference_latency", "SpikingLayer", "OpsReport",
            "count_ops", "Profile", "profile", "sahd_from_patterns", "sahd_kernel", "sahd_score"]

@@ -15,7 +15,10 @@ steps and images of the batch, where
 - V is rebuilt exactly from the layer's input X (recorded by a forward pre-hook) and SpikingJelly's
   own post-reset trace U (``store_v_seq``): V_t = charge(U_{t-1}, X_t), with U_{-1} the state the
   model reset the neuron to. Charge is the neuron's own equation (IF: U + X; LIF:
-  SpikingJelly's ``functional.lif_charge``).
+  SpikingJelly's ``functional.lif_charge``). A neuron whose V cannot be rebuilt from X and U
+  records V itself as ``h_seq`` while ``store_v_seq`` is set: the window-recurrent ``gwr`` neuron,
+  whose windows carry membranes to each other, gives every window's V (its overlaps counted once
+  per window, as each window fires on its own).
 - Theta' is the neuron's own ``surrogate_function`` differentiated by autograd, so any surrogate
   works; for the Sigmoid of the paper it is alpha * sig(alpha z) * (1 - sig(alpha z)), at most
   alpha / 4 (= 1 for alpha = 4).
@@ -73,7 +76,10 @@ class GradStabilityReport:
 
 def membrane_before_firing(node: neuron.BaseNode, x_seq: torch.Tensor, v_start, u_seq: torch.Tensor) -> torch.Tensor:
     """V_t (potential after charging, before firing) for t = 0..T-1 from the input sequence,
-    the starting state and the post-reset trace U_t."""
+    the starting state and the post-reset trace U_t (or as the neuron recorded it, ``h_seq``)."""
+    recorded = getattr(node, "h_seq", None)
+    if isinstance(recorded, torch.Tensor):
+        return recorded.to(x_seq.dtype)
     if isinstance(v_start, torch.Tensor) and v_start.shape == x_seq.shape[1:]:
         v0 = v_start.to(x_seq.dtype)
     else:  # a float, or state left from a batch of another shape, which the neuron itself discards
@@ -84,7 +90,8 @@ def membrane_before_firing(node: neuron.BaseNode, x_seq: torch.Tensor, v_start, 
         return lif_charge(x_seq, u_prev, node.tau, node.decay_input, node.v_reset)
     if isinstance(node, neuron.IFNode):
         return u_prev + x_seq
-    raise TypeError(f"gradient stability knows the charge equation of IFNode and LIFNode, not {type(node).__name__}")
+    raise TypeError(f"gradient stability knows the charge equation of IFNode and LIFNode, not {type(node).__name__} "
+                    "(which records no h_seq)")
 
 
 def surrogate_derivative(node: neuron.BaseNode, z: torch.Tensor) -> torch.Tensor:
@@ -122,7 +129,9 @@ class GradStabilityRecorder:
             acc = self._sums.setdefault(layer.name, [0.0, 0])
             acc[0] += float(grad.sum(dtype=torch.float64))
             acc[1] += grad.numel()
-            node.v_seq = None  # the trace has served; do not keep it alive
+            node.v_seq = None  # the traces have served; do not keep them alive
+            if getattr(node, "h_seq", None) is not None:
+                node.h_seq = None
         return after
 
     def close(self) -> None:

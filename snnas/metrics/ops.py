@@ -9,14 +9,17 @@ it *receives*, checked on the actual tensor, not assumed from the architecture:
   ``SynOpCounter`` rule (weight uses of the non-zero inputs, padding respected).
 - analog input (the image at the stem, the stream of pre-activation blocks, the pooled features
   at the head): dense multiply-accumulates (MACs).
-BatchNorm, additions, pooling and neuron updates are not counted: BN folds into the weights or
+BatchNorm, additions, pooling and IF/LIF updates are not counted: BN folds into the weights or
 thresholds at inference, and the rest is small beside the synaptic work, the usual convention of
-SNN energy estimates. Energy = E_MAC * MACs + E_AC * SOPs with the constants of
-:mod:`snnas.metrics.energy`.
+SNN energy estimates. A neuron that multiplies analog values, though, is not accumulate-only: a
+neuron module with a ``neuron_mac_ops(input_shape)`` method (the window-recurrent ``gwr`` neuron,
+whose carry between windows multiplies membranes) reports its own multiply-accumulates per call,
+and they count as ``neuron_mac_ops``. Energy = E_MAC * (MACs + neuron MACs) + E_AC * SOPs with the
+constants of :mod:`snnas.metrics.energy`.
 
-Reported per image: ``sops`` and ``mac_ops`` summed over the T time steps; ``macs`` is the dense,
-architecture-only count (every conv/linear as if fed analog values, one time step; the stem, which
-runs once on the image, once), the figure comparable with an ANN's.
+Reported per image: ``sops``, ``mac_ops`` and ``neuron_mac_ops`` summed over the T time steps;
+``macs`` is the dense, architecture-only count (every conv/linear as if fed analog values, one time
+step; the stem, which runs once on the image, once), the figure comparable with an ANN's.
 """
 from __future__ import annotations
 
@@ -117,7 +120,9 @@ def _counter(kind: str) -> _RuleCounter:
 @dataclass(frozen=True)
 class OpsReport:
     """Parameters, operations and energy per image. ``by_layer`` maps module name to
-    ``{"sops", "mac_ops", "macs"}`` (same units as the totals)."""
+    ``{"sops", "mac_ops", "macs"}`` (same units as the totals); ``neuron_by_layer`` maps each
+    neuron that multiplies to its ``neuron_mac_ops``. ``mac_ops`` are the synapses' (conv/linear on
+    analog input), ``neuron_mac_ops`` the neurons' own; the energy counts both."""
 
     params: int
     macs: float
@@ -127,14 +132,17 @@ class OpsReport:
     by_layer: dict[str, dict[str, float]] = field(default_factory=dict)
     e_mac_pj: float = E_MAC_PJ
     e_ac_pj: float = E_AC_PJ
+    neuron_mac_ops: float = 0.0
+    neuron_by_layer: dict[str, float] = field(default_factory=dict)
 
     @property
     def energy_mj(self) -> float:
-        return energy_mj(self.mac_ops, self.sops, self.e_mac_pj, self.e_ac_pj)
+        return energy_mj(self.mac_ops + self.neuron_mac_ops, self.sops, self.e_mac_pj, self.e_ac_pj)
 
     def to_dict(self) -> dict:
         return {"params": self.params, "macs": self.macs, "sops": self.sops, "mac_ops": self.mac_ops,
-                "energy_mj": self.energy_mj, "energy_constants_pj": {"mac": self.e_mac_pj, "ac": self.e_ac_pj}}
+                "neuron_mac_ops": self.neuron_mac_ops, "energy_mj": self.energy_mj,
+                "energy_constants_pj": {"mac": self.e_mac_pj, "ac": self.e_ac_pj}}
 
 
 def _leaf_modules(model: nn.Module) -> list[str]:
@@ -161,12 +169,13 @@ def count_ops(model: nn.Module, x: torch.Tensor, bn_stats: str = "batch") -> Ops
     """Params, MACs, SOPs and energy of ``model`` on the image batch ``x`` (one forward pass)."""
     check_batch(x)
     counters = {"sops": _counter("sops"), "macs": _counter("macs"), "dense": _counter("dense")}
-    calls = _CallCounter(model)
+    calls, neurons = _CallCounter(model), _NeuronMacs(model)
     try:
         with diagnostic_mode(model, bn_stats), DispatchCounterMode(list(counters.values())):
             model(x)
     finally:
         calls.close()
+        neurons.close()
     images = x.shape[0]
     by_layer = _per_layer(model, counters, calls.counts, images)
     total = {kind: float(sum(c.records["Global"].values())) for kind, c in counters.items()}
@@ -176,7 +185,9 @@ def count_ops(model: nn.Module, x: torch.Tensor, bn_stats: str = "batch") -> Ops
     return OpsReport(params=sum(p.numel() for p in model.parameters()),
                      macs=sum(v["macs"] for v in by_layer.values()) + outside,
                      sops=total["sops"] / images, mac_ops=total["macs"] / images,
-                     timesteps=int(getattr(model, "timesteps", 1)), by_layer=by_layer)
+                     timesteps=int(getattr(model, "timesteps", 1)), by_layer=by_layer,
+                     neuron_mac_ops=sum(neurons.macs.values()) / images,
+                     neuron_by_layer={name: n / images for name, n in neurons.macs.items()})
 
 
 class _CallCounter:
@@ -190,6 +201,24 @@ class _CallCounter:
     def _make(self, name: str):
         def hook(module, args, output) -> None:
             self.counts[name] = self.counts.get(name, 0) + 1
+        return hook
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+class _NeuronMacs:
+    """Each multiplying neuron's own multiply-accumulates over the pass, from its actual inputs."""
+
+    def __init__(self, model: nn.Module):
+        self.macs: dict[str, float] = {}
+        self._handles = [m.register_forward_hook(self._make(name)) for name, m in model.named_modules()
+                         if callable(getattr(m, "neuron_mac_ops", None))]
+
+    def _make(self, name: str):
+        def hook(module, args, output) -> None:
+            self.macs[name] = self.macs.get(name, 0.0) + float(module.neuron_mac_ops(args[0].shape))
         return hook
 
     def close(self) -> None:

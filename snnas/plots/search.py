@@ -42,7 +42,7 @@ class TrialPoint:
 @dataclass(frozen=True)
 class ParetoPoint:
     acc: float
-    sops: float
+    cost: float  # SOPs or energy per image: lower is better
     label: str
     seed: bool = False
 
@@ -139,51 +139,56 @@ def plot_intermediate(panels: Sequence[tuple[str, Sequence[TrialPoint]]], path: 
 # --------------------------------------------------------------------------------------------
 # Pareto front: accuracy vs SOPs
 # --------------------------------------------------------------------------------------------
+COST_LABELS = {"SOPs": "SOPs per image (synaptic operations)", "energy": "energy per image (mJ, estimate)"}
+
+
 def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
-    """The non-dominated points (higher accuracy, fewer SOPs), by increasing SOPs."""
+    """The non-dominated points (higher accuracy, lower cost), by increasing cost."""
     front: list[ParetoPoint] = []
     best_acc = -math.inf
-    for p in sorted(points, key=lambda p: (p.sops, -p.acc)):
+    for p in sorted(points, key=lambda p: (p.cost, -p.acc)):
         if p.acc > best_acc:
             front.append(p)
             best_acc = p.acc
     return front
 
 
-def plot_pareto(points: Sequence[ParetoPoint], path: str | os.PathLike, title: str = "phase 1") -> Path:
-    """Accuracy against SOPs per image for every evaluated network; the non-dominated ones are
-    joined, highlighted and named. SOPs go on a log axis when they span more than a decade."""
+def plot_pareto(points: Sequence[ParetoPoint], path: str | os.PathLike, title: str = "phase 1",
+                cost: str = "SOPs") -> Path:
+    """Accuracy against a cost per image (``cost``: SOPs or energy) for every evaluated network;
+    the non-dominated ones are joined, highlighted and named. The cost goes on a log axis when it
+    spans more than a decade."""
     fig, ax = plt.subplots(figsize=(9.0, 5.2))
-    points = [p for p in points if math.isfinite(p.acc) and math.isfinite(p.sops) and p.sops >= 0]
+    points = [p for p in points if math.isfinite(p.acc) and math.isfinite(p.cost) and p.cost >= 0]
     if not points:
-        _empty(ax, "no completed trial with SOPs yet")
+        _empty(ax, f"no completed trial with {cost} yet")
     else:
         front = pareto_front(points)
         on_front = {id(p) for p in front}
         rest = [p for p in points if id(p) not in on_front]
         if rest:
-            ax.scatter([p.sops for p in rest], [100 * p.acc for p in rest], c=PRUNED_COLOUR, s=22,
+            ax.scatter([p.cost for p in rest], [100 * p.acc for p in rest], c=PRUNED_COLOUR, s=22,
                        label=f"dominated ({len(rest)})", zorder=2)
-        ax.step([p.sops for p in front], [100 * p.acc for p in front], where="post", color=SEED_COLOUR,
+        ax.step([p.cost for p in front], [100 * p.acc for p in front], where="post", color=SEED_COLOUR,
                 linewidth=1.2, alpha=0.7, zorder=3)
-        ax.scatter([p.sops for p in front], [100 * p.acc for p in front], c=SEED_COLOUR, s=46, edgecolors="black",
+        ax.scatter([p.cost for p in front], [100 * p.acc for p in front], c=SEED_COLOUR, s=46, edgecolors="black",
                    linewidths=0.6, label=f"Pareto front ({len(front)})", zorder=4)
         for i, p in enumerate(front):
-            ax.annotate(p.label, (p.sops, 100 * p.acc), xytext=(6, 8 if i % 2 == 0 else -12),
+            ax.annotate(p.label, (p.cost, 100 * p.acc), xytext=(6, 8 if i % 2 == 0 else -12),
                         textcoords="offset points", fontsize=7.5,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
-        positive = [p.sops for p in points if p.sops > 0]
+        positive = [p.cost for p in points if p.cost > 0]
         if positive and max(positive) / min(positive) > 10:
             ax.set_xscale("log")
         else:
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_xlabel("SOPs per image (synaptic operations)")
+        ax.set_xlabel(COST_LABELS.get(cost, cost))
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="lower right", fontsize=8, framealpha=0.85,
                   title="front: preset name or key prefix", title_fontsize=7)
         ax.margins(x=0.12, y=0.1)
-    ax.set_title(f"Accuracy vs SOPs ({title})")
+    ax.set_title(f"Accuracy vs {cost} ({title})")
     fig.tight_layout()
     return save_png(fig, path, DPI)
 

@@ -35,7 +35,10 @@ class TrialAttrs:
     val_acc: float | None = None
     sops: float | None = None
     macs: float | None = None
+    neuron_mac_ops: float | None = None  # the neurons' own multiply-accumulates (gwr), in energy_mj
     energy_mj: float | None = None
+    latency_ms: float | None = None  # inference per image, batch 1, on the trial's device (snnas.metrics.latency)
+    latency_threads: int | None = None
     firing_rate: float | None = None
     firing_by_stage: dict | None = None
     firing_rates: dict | None = None

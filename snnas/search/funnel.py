@@ -28,6 +28,7 @@ from snnas.search.fidelity import Fidelity
 from snnas.search.leaderboard import best_per_key, summarize
 from snnas.search.objective import Screen, SearchObjective
 from snnas.search.options import SearchOptions, settings_difference
+from snnas.search.pareto import Point, select_by_hypervolume
 from snnas.search.progress import ProgressDisplay
 from snnas.spaces import Space, load_space
 from snnas.study.adapter import enqueued_params, name_metrics
@@ -107,10 +108,25 @@ def ranked(study: optuna.Study) -> list[FrozenTrial]:
     return list(best_per_key(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))).values())
 
 
-def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock) -> list[FrozenTrial]:
-    """Enqueue the top ``k`` phase-1 networks in phase 2 (each once, across restarts). A network
-    that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
-    top = ranked(phase1)[:k]
+def promoted_trials(phase1: optuna.Study, k: int, objectives: Sequence[str] = ("acc",),
+                    chance: float = 0.0) -> list[FrozenTrial]:
+    """What phase 2 retrains: the top ``k`` networks by accuracy, or with several objectives at
+    most ``k`` networks of the phase-1 Pareto set chosen by hypervolume contribution (reference
+    point: ``chance`` accuracy and the largest value of every other objective seen in phase 1)."""
+    networks = ranked(phase1)
+    if len(objectives) == 1:
+        return networks[:k]
+    points = [Point(TrialAttrs.of(t).key, tuple(t.values)) for t in networks]
+    reference = [chance] + [max(t.values[i] for t in networks) for i in range(1, len(objectives))]
+    keep = {p.key for p in select_by_hypervolume(points, objectives, k, reference)}
+    return [t for t in networks if TrialAttrs.of(t).key in keep]
+
+
+def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock, objectives: Sequence[str] = ("acc",),
+            chance: float = 0.0) -> list[FrozenTrial]:
+    """Enqueue the networks :func:`promoted_trials` picks in phase 2 (each once, across restarts). A
+    network that a seed preset reached keeps the preset's name, so phase 2's plots mark it as a seed."""
+    top = promoted_trials(phase1, k, objectives, chance)
     records = [TrialAttrs.of(t) for t in phase1.get_trials(deepcopy=False)]
     seeds = {a.key: a.seed_preset for a in records if a.seed_preset}
     with lock:
@@ -201,7 +217,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
 
     study2 = _phase2_study(options, storage)
     lock2 = study_lock(storage, study2.study_name)
-    result.promoted = promote(study1, study2, options.promote, lock2)
+    result.promoted = promote(study1, study2, options.promote, lock2, options.objectives,
+                              chance=1.0 / splits1.num_classes)
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
 
     def here(device: str):

@@ -6,8 +6,9 @@ every other network by its phase-1 accuracy. Networks are identified by their ca
 a genotype that the sampler proposed twice (or its ``dense_add``/``chain`` twin) is one row, and
 trials that only reused an earlier result (``dedupe_of``) add nothing.
 
-The metrics shown beside a row (params, SOPs, energy, firing rate) are those of the run whose
-accuracy ranks it, which is also the run whose weights ``export`` hands out.
+The metrics shown beside a row (params, SOPs, energy, firing rate; the neurons' own MACs where a
+network has a neuron that multiplies, ``gwr``) are those of the run whose accuracy ranks it, which
+is also the run whose weights ``export`` hands out.
 """
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
 from snnas.groundtruth import Table, agreement
+from snnas.presets import RESNET_WIDTHS
 from snnas.search.attrs import StudyAttrs, TrialAttrs
+from snnas.search.pareto import Point, front
 
 TERMINAL_WIDTH = 100
+ENERGY_REFERENCE_PRESET = "danet_b_resnet18"  # energies are shown as multiples of this network's
 
 # How the terminal names a stage's wiring after its block: chain is the default and says nothing.
 _CONNECT_MARKS = {"chain": "", "dense_add": "+da", "dense_concat": "+dc", "edges": "+e"}
@@ -64,6 +68,7 @@ class Row:
     model_artifact: str | None  # artifact id of the weights in the study's artifact store
     fidelity: str | None  # the ranking run's fidelity key (data spec, epochs, T, ...)
     firing_rates: Mapping[str, float] = field(default_factory=dict)  # layer -> rate, execution order
+    neuron_mac_ops: float | None = None  # the neurons' own MACs (gwr), part of energy_mj
 
     @property
     def name(self) -> str | None:
@@ -82,6 +87,25 @@ class Leaderboard:
     phase2: PhaseCounts | None
     objectives: tuple[str, ...] = ("acc",)
     phase1_fidelities: int = 1  # distinct phase-1 fidelity keys among completed trials
+    energy_reference: float | None = None  # DANet-B-18's energy when the search evaluated it
+
+    def energy_ratio(self, row: Row) -> float | None:
+        """A row's energy per image as a multiple of DANet-B-18's (the paper's best ResNet-18)."""
+        if row.energy_mj is None or not self.energy_reference:
+            return None
+        return row.energy_mj / self.energy_reference
+
+    def on_front(self) -> set[str]:
+        """Keys of the rows no other row dominates in (accuracy, energy): each row by the accuracy
+        that ranks it, so the phase-2 networks are compared by their phase-2 results among themselves
+        and the rest by phase 1."""
+        out: set[str] = set()
+        for phase in ("phase2", "phase1"):
+            rows = [r for r in self.rows if r.phase == phase and r.energy_mj is not None]
+            acc = [(r.phase2_acc if phase == "phase2" else r.phase1_acc) for r in rows]
+            points = [Point(r.key, (a, r.energy_mj)) for r, a in zip(rows, acc) if a is not None]
+            out |= {p.key for p in front(points, ("acc", "energy"))}
+        return out
 
     def top(self, n: int) -> tuple[Row, ...]:
         return self.rows[:n]
@@ -169,7 +193,8 @@ def _row(rank: int, ranking: FrozenTrial, phase: str, phase1: FrozenTrial | None
                energy_mj=_float(attrs.energy_mj), firing_rate=_float(attrs.firing_rate),
                phase=phase, trial=ranking.number, phase1_trial=p1_trial, model_artifact=attrs.model_artifact,
                fidelity=str(attrs.fidelity) if attrs.fidelity is not None else None,
-               firing_rates=dict(rates) if isinstance(rates, Mapping) else {})
+               firing_rates=dict(rates) if isinstance(rates, Mapping) else {},
+               neuron_mac_ops=_float(attrs.neuron_mac_ops))
 
 
 def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) -> Leaderboard:
@@ -187,8 +212,9 @@ def build_leaderboard(phase1: optuna.Study, phase2: optuna.Study | None = None) 
             rows.append(_row(len(rows) + 1, trial, "phase1", trial, names))
     fidelities = {str(TrialAttrs.of(t).fidelity) for t in best1.values()}
     objectives = tuple(StudyAttrs.of(phase1).objectives or ("acc",))
+    reference = next((r.energy_mj for r in rows if ENERGY_REFERENCE_PRESET in r.names), None)
     return Leaderboard(rows=tuple(rows), phase1=_counts(trials1), phase2=_counts(trials2) if phase2 else None,
-                       objectives=objectives, phase1_fidelities=max(1, len(fidelities)))
+                       objectives=objectives, phase1_fidelities=max(1, len(fidelities)), energy_reference=reference)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,8 +241,13 @@ def summarize(genotype: str | Genotype) -> str:
         return str(genotype)
     stages = [_stage_summary(s) for s in g.stages]
     body = f"{stages[0]} x{len(stages)}" if len(set(stages)) == 1 and len(stages) > 1 else ",".join(stages)
-    neuron = "" if g.neuron.kind == "if" else g.neuron.kind + " "
-    return f"{neuron}{'-'.join(str(s.depth) for s in g.stages)} {body}"
+    field = g.to_str().split("|", 1)[0]  # the neuron and its non-default settings: gwr(dil=on)
+    neuron = "" if field == "if" else field + " "
+    widths = tuple(s.width for s in g.stages)
+    # a ResNet's own widths say nothing; others are written first (w32-64-128-256)
+    standard = widths == RESNET_WIDTHS[:len(widths)] and g.stem_width == 64
+    shown = "" if standard or any(s.kind == "dense" for s in g.stages) else "w" + "-".join(map(str, widths)) + " "
+    return f"{neuron}{shown}{'-'.join(str(s.depth) for s in g.stages)} {body}"
 
 
 def _shorten(text: str, width: int) -> str:
@@ -247,6 +278,10 @@ def fmt_float(value: float | None, digits: int = 3) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def counts_lines(board: Leaderboard) -> list[str]:
     """One line per phase: networks, completed (reused), pruned, failed."""
     def one(name: str, c: PhaseCounts) -> str:
@@ -262,10 +297,17 @@ def counts_lines(board: Leaderboard) -> list[str]:
 
 _TERMINAL_COLUMNS = (  # header, width, right-aligned, gap before
     ("#", 3, True, 0), ("network", 0, False, 2), ("key", 16, False, 2), ("acc1%", 5, True, 2),
-    ("acc2%", 5, True, 1), ("params", 6, True, 1), ("SOPs", 6, True, 1), ("mJ", 7, True, 1), ("fire", 6, True, 1))
+    ("acc2%", 5, True, 1), ("params", 6, True, 1), ("SOPs", 6, True, 1), ("mJ", 7, True, 1), ("xB18", 4, True, 1),
+    ("fire", 6, True, 1))
 
 
 _TRUTH_COLUMN = ("full%", 5, True, 1)
+_NEURON_MACS_COLUMN = ("nMACs", 6, True, 1)
+
+
+def has_neuron_macs(board: Leaderboard) -> bool:
+    """Whether any network's neurons multiply (gwr): only then do the tables show their MACs."""
+    return any(r.neuron_mac_ops for r in board.rows)
 
 
 def truth_lines(board: Leaderboard, truth: Table | None) -> list[str]:
@@ -286,7 +328,9 @@ def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int 
                     truth: Table | None = None) -> str:
     """A fixed-width table for the terminal: preset name or compact genotype summary per row; with
     a ground-truth ``truth`` table, its full-training accuracy beside the proxy's."""
-    columns = _TERMINAL_COLUMNS[:5] + ((_TRUTH_COLUMN,) if truth is not None else ()) + _TERMINAL_COLUMNS[5:]
+    neuron_macs = has_neuron_macs(board)
+    columns = _TERMINAL_COLUMNS[:5] + ((_TRUTH_COLUMN,) if truth is not None else ()) + _TERMINAL_COLUMNS[5:7] \
+        + ((_NEURON_MACS_COLUMN,) if neuron_macs else ()) + _TERMINAL_COLUMNS[7:]
     full = truth.mean_acc() if truth is not None else {}
     fixed = sum(w + gap for _, w, _, gap in columns)
     widths = [w or max(20, width - fixed) for _, w, _, _ in columns]
@@ -308,13 +352,16 @@ def format_terminal(board: Leaderboard, width: int = TERMINAL_WIDTH, limit: int 
         cells = [str(r.rank), network, r.key, fmt_acc(r.phase1_acc), fmt_acc(r.phase2_acc)]
         if truth is not None:
             cells.append(fmt_acc(full.get(r.key)))
-        lines.append(line(cells + [fmt_count(r.params), fmt_count(r.sops), fmt_float(r.energy_mj, 3),
+        cells += [fmt_count(r.params), fmt_count(r.sops)] + ([fmt_count(r.neuron_mac_ops)] if neuron_macs else [])
+        lines.append(line(cells + [fmt_float(r.energy_mj, 3), fmt_ratio(board.energy_ratio(r)),
                                    fmt_float(r.firing_rate, 2)]))
     if not board.rows:
         lines.append("(no completed trials yet)")
     elif len(shown) < len(board.rows):
         lines.append(f"... {len(board.rows) - len(shown)} more networks in report.md")
     lines.extend(counts_lines(board))
+    if board.energy_reference:
+        lines.append(f"xB18: energy per image as a multiple of DANet-B-18's ({fmt_float(board.energy_reference)} mJ)")
     lines.extend(truth_lines(board, truth) if board.rows else [])
     return "\n".join(lines)
 
@@ -330,9 +377,13 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
         return "No completed trials yet.\n\n" + "; ".join(counts_lines(board)) + ".\n"
     nets = {n.key: n for n in truth.networks()} if truth is not None else {}
     extra = " full-training test acc % (spread) |" if truth is not None else ""
+    neuron_macs = has_neuron_macs(board)
     lines = ["| rank | network | key | phase-1 acc % | phase-2 acc % |" + extra
-             + " params | SOPs | energy (mJ) | firing rate |",
-             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|---:|---:|"]
+             + " params | SOPs |" + (" neuron MACs |" if neuron_macs else "")
+             + " energy (mJ) | x DANet-B-18 | on the acc-energy front | firing rate |",
+             "|---:|---|---|---:|---:|" + ("---:|" if truth is not None else "") + "---:|---:|"
+             + ("---:|" if neuron_macs else "") + "---:|---:|:---:|---:|"]
+    pareto = board.on_front()
     for r in board.rows:
         network = f"`{_md(r.genotype)}`"
         if r.names:
@@ -341,8 +392,10 @@ def format_markdown(board: Leaderboard, truth: Table | None = None) -> str:
         if truth is not None:
             n = nets.get(r.key)
             full = f" {fmt_acc(n.mean)} ({100 * n.spread:.1f}) |" if n is not None else " - |"
+        nmacs = f" {fmt_count(r.neuron_mac_ops)} |" if neuron_macs else ""
         lines.append(f"| {r.rank} | {network} | `{r.key}` | {fmt_acc(r.phase1_acc)} | {fmt_acc(r.phase2_acc)} |{full} "
-                     f"{fmt_count(r.params)} | {fmt_count(r.sops)} | {fmt_float(r.energy_mj)} | "
+                     f"{fmt_count(r.params)} | {fmt_count(r.sops)} |{nmacs} {fmt_float(r.energy_mj)} | "
+                     f"{fmt_ratio(board.energy_ratio(r))} | {'yes' if r.key in pareto else ''} | "
                      f"{fmt_float(r.firing_rate)} |")
     notes = "".join(f"\n- {line}" for line in truth_lines(board, truth))
     return "\n".join(lines) + "\n\n" + "; ".join(counts_lines(board)) + "." + ("\n" + notes if notes else "") + "\n"

@@ -54,14 +54,15 @@ def _points(trials: Sequence[FrozenTrial]):
     return points
 
 
-def _pareto_points(trials: Sequence[FrozenTrial], names: Mapping[str, str]):
+def _pareto_points(trials: Sequence[FrozenTrial], names: Mapping[str, str], cost: str = "sops"):
+    """One point per network: its best accuracy against ``cost`` (a :class:`TrialAttrs` field)."""
     from snnas.plots.search import ParetoPoint
 
     out = []
     for key, t in best_per_key(trials).items():
-        sops = TrialAttrs.of(t).sops
-        if isinstance(sops, (int, float)):
-            out.append(ParetoPoint(acc=float(t.values[0]), sops=float(sops), label=names.get(key) or key[:8],
+        value = getattr(TrialAttrs.of(t), cost)
+        if isinstance(value, (int, float)):
+            out.append(ParetoPoint(acc=float(t.values[0]), cost=float(value), label=names.get(key) or key[:8],
                                    seed=bool(TrialAttrs.of(t).seed_preset)))
     return out
 
@@ -87,6 +88,11 @@ def write_plots(phase1: optuna.Study, phase2: optuna.Study | None, board: Leader
     plots["Learning curves (intermediate values)"] = plot_intermediate(panels, plots_dir / "intermediate.png")
     plots["Accuracy vs SOPs (Pareto front)"] = plot_pareto(_pareto_points(trials1, names), plots_dir / "pareto.png",
                                                            title1)
+    plots["Accuracy vs energy, phase 1 (Pareto front)"] = plot_pareto(
+        _pareto_points(trials1, names, "energy_mj"), plots_dir / "pareto_energy.png", title1, cost="energy")
+    if trials2:  # the promoted networks again, by their phase-2 accuracy
+        plots["Accuracy vs energy, phase 2 (Pareto front)"] = plot_pareto(
+            _pareto_points(trials2, names, "energy_mj"), plots_dir / "pareto_energy_phase2.png", title2, cost="energy")
     top = [r for r in board.rows if r.firing_rates][:TOP_FIRING]
     series = [(f"#{r.rank} {r.label} ({r.phase.replace('phase', 'phase ')})", r.firing_rates) for r in top]
     plots[f"Firing rates per layer, top {TOP_FIRING}"] = plot_firing_rates(series, plots_dir / "firing_top.png")

@@ -1,7 +1,10 @@
 """Phase 1's samplers, by the name ``--sampler`` takes.
 
-``tpe`` is the default: multivariate TPE for one objective (it models the genes jointly), NSGA-II
-for several. ``random`` is random search, the baseline every NAS paper reports: a search that
+``tpe`` is the default: multivariate TPE (it models the genes jointly), for one objective or
+several (Optuna's TPE splits good from bad trials by non-domination and hypervolume contribution
+when there are several). NSGA-II was the multi-objective default before; its first generation (50
+trials) is random, which is the whole budget of a search on a CPU, so it could never beat random
+search there. ``random`` is random search, the baseline every NAS paper reports: a search that
 does not beat it has learnt nothing the space did not give away. Random search needs no model of
 the objectives, so it serves one objective or several alike.
 """
@@ -21,9 +24,10 @@ def check_sampler(name: str) -> None:
 
 
 def sampler_name(name: str, objectives: int) -> str:
-    """The sampler that really runs, as a study records it (``tpe`` with several objectives is NSGA-II)."""
+    """The sampler that really runs, as a study records it (``tpe`` with several objectives is
+    multi-objective TPE, recorded as ``motpe``)."""
     check_sampler(name)
-    return "nsga2" if name == "tpe" and objectives > 1 else name
+    return "motpe" if name == "tpe" and objectives > 1 else name
 
 
 def make_sampler(name: str, objectives: int, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -31,8 +35,6 @@ def make_sampler(name: str, objectives: int, seed: int, trials: int) -> optuna.s
     kind = sampler_name(name, objectives)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
     # constant_liar: a trial another worker is still training counts as a poor result while TPE
     # proposes, so parallel workers spread out instead of proposing the network being trained (one
     # process asks only between its trials, where nothing of its own runs: no change there).

@@ -7,12 +7,12 @@ parameter names with string choices; ``encode`` gives the parameters that rebuil
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from snnas.genotype import Edge, Genotype, Neuron, Stage
 from snnas.genotype.topology import expand_edges
-from snnas.genotype.vocabulary import BLOCK_NAMES, DENSE_LAYER
+from snnas.genotype.vocabulary import BLOCK_NAMES, DENSE_LAYER, GWR_DEFAULTS
 from snnas.presets import DENSENET_LAYOUTS, RESNET_LAYOUTS, RESNET_STRIDES, RESNET_WIDTHS
 
 
@@ -167,10 +167,13 @@ def _edge_name(stage: int, j: int, k: int, depth: int) -> str:
     return f"s{stage}.e{j}>{'o' if k == depth else k}"
 
 
+def _neuron(trial: Trial, ctx: SpaceContext) -> Neuron:
+    """The neuron gene: its kind, with the space's fixed settings for the rest."""
+    return replace(ctx.neuron, kind=_gene(trial, ctx, "neuron"))
+
+
 def _wiring_suggest(trial: Trial, ctx: SpaceContext) -> Genotype:
-    neuron = Neuron(kind=_gene(trial, ctx, "neuron"), v_threshold=ctx.neuron.v_threshold, v_reset=ctx.neuron.v_reset,
-                    tau=ctx.neuron.tau, surrogate_alpha=ctx.neuron.surrogate_alpha,
-                    detach_reset=ctx.neuron.detach_reset)
+    neuron = _neuron(trial, ctx)
     base = int(_gene(trial, ctx, "width"))
     stages = []
     for i, stride in enumerate(RESNET_STRIDES):
@@ -190,6 +193,8 @@ def _wiring_encode(g: Genotype, ctx: SpaceContext) -> dict[str, str] | None:
     params: dict[str, str] = {}
     if len(g.stages) != len(RESNET_STRIDES) or not _put(params, ctx, "neuron", None, g.neuron.kind):
         return None
+    if any(getattr(g.neuron, name) != default for name, default in GWR_DEFAULTS.items()):
+        return None  # the neuron gene builds gwr with its default settings only
     if not _put(params, ctx, "width", None, str(g.stem_width)):
         return None
     for i, s in enumerate(g.stages):
@@ -217,3 +222,43 @@ def _wiring_encode(g: Genotype, ctx: SpaceContext) -> dict[str, str] | None:
 
 register_builder("wiring", Builder(_wiring_suggest, _wiring_encode,
                                    frozenset({"neuron", "width", "depth", "block", "edge"})))
+
+
+# ---- sized_stages: the efficient space (connection, depth and width per stage, the neuron) -----
+# Each stage's width is a multiple of the ResNet stage width; the stem is as wide as stage 1, as in
+# every ResNet (64 and 64), so narrowing stage 1 narrows the stem too and its analog MACs with it.
+def _sized_suggest(trial: Trial, ctx: SpaceContext) -> Genotype:
+    neuron = _neuron(trial, ctx)
+    stages = []
+    for i, (base, stride) in enumerate(zip(RESNET_WIDTHS, RESNET_STRIDES)):
+        branch, interblock, norm = BLOCK_NAMES[_gene(trial, ctx, "block", i)]
+        depth = int(_gene(trial, ctx, "blocks", i))
+        connect = _gene(trial, ctx, "connect", i)
+        width = round(base * float(_gene(trial, ctx, "width_mult", i)))
+        stages.append(Stage(kind="basic", branch=branch, interblock=interblock, norm=norm, width=width, depth=depth,
+                            stride=stride, connect=connect))
+    return _genotype(stages, ctx, stem_width=stages[0].width, neuron=neuron)
+
+
+def _width_choice(width: int, base: int, ctx: SpaceContext) -> str | None:
+    return next((c for c in ctx.genes["width_mult"] if round(base * float(c)) == width), None)
+
+
+def _sized_encode(g: Genotype, ctx: SpaceContext) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    if len(g.stages) != len(RESNET_WIDTHS) or g.stem_width != g.stages[0].width:
+        return None
+    if not _put(params, ctx, "neuron", None, g.neuron.kind) or g.neuron != replace(ctx.neuron, kind=g.neuron.kind):
+        return None
+    for i, (s, base, stride) in enumerate(zip(g.stages, RESNET_WIDTHS, RESNET_STRIDES)):
+        mult = _width_choice(s.width, base, ctx)
+        if s.kind != "basic" or s.stride != stride or mult is None or s.name not in BLOCK_NAMES:
+            return None
+        for gene, value in (("block", s.name), ("blocks", str(s.depth)), ("connect", s.connect), ("width_mult", mult)):
+            if not _put(params, ctx, gene, i, value):
+                return None
+    return params
+
+
+register_builder("sized_stages", Builder(_sized_suggest, _sized_encode,
+                                         frozenset({"neuron", "block", "blocks", "connect", "width_mult"})))

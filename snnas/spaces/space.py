@@ -49,6 +49,8 @@ GENE_VALUES: dict[str, tuple[str, ...]] = {
     "neuron": NEURONS,
     "width": tuple(str(w) for w in (8, 16, 24, 32, 48, 64, 96, 128)),
     "edge": ("none",) + EDGE_OPS,
+    "blocks": ("1", "2", "3", "4", "6"),  # blocks in a stage (6: ResNet-34's third stage)
+    "width_mult": ("0.5", "0.75", "1", "1.5"),  # x the ResNet stage width
 }
 _TOP_KEYS = {"name", "description", "builder", "fixed", "genes", "seeds"}
 _FIXED_KEYS = {"stem", "neuron", "tau", "v_threshold"}

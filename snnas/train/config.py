@@ -12,6 +12,8 @@ from typing import Any
 from snnas.errors import SnnasError, excerpt
 
 SCHEDULES = ("cosine", "step")
+# Mixed precision on CUDA: ``amp=True`` is float16 (with loss scaling); a name picks the type.
+AMP_DTYPES = ("float16", "bfloat16")
 
 
 class TrainConfigError(SnnasError, ValueError):
@@ -38,7 +40,9 @@ class TrainConfig:
     ``batch_size`` the *global* batch, so a data-parallel run keeps the recipe. ``milestones`` are
     epochs counted from the start of the phase (warm-up included), as the paper states them.
     ``finetune`` holds the settings of the later, longer-T phases of a multi-phase run (the
-    paper's T=4 fine-tuning); ``None`` reuses these settings.
+    paper's T=4 fine-tuning); ``None`` reuses these settings. ``amp`` is False, True (float16) or
+    one of :data:`AMP_DTYPES` (``"bfloat16"`` needs no loss scaling); it acts on CUDA only. True
+    stays the float16 spelling so that checkpoints and results recorded before bfloat16 compare equal.
     """
 
     epochs: int = 10
@@ -55,7 +59,7 @@ class TrainConfig:
     grad_clip: float | None = None
     augment: str = "crop_flip"
     timesteps: int | None = None
-    amp: bool = True
+    amp: bool | str = True
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool = True
@@ -100,7 +104,11 @@ class TrainConfig:
             raise _bad("augment", self.augment, "an augmentation name such as 'crop_flip'")
         if self.timesteps is not None and (not _is_int(self.timesteps) or self.timesteps < 1):
             raise _bad("timesteps", self.timesteps, "null or an integer >= 1")
-        for name in ("amp", "channels_last", "compile", "sync_bn", "aux_heads"):
+        if not isinstance(self.amp, bool) and self.amp not in AMP_DTYPES:
+            raise _bad("amp", self.amp, "true, false or one of " + ", ".join(AMP_DTYPES))
+        if self.amp == AMP_DTYPES[0]:  # one spelling of the default, so that settings compare equal
+            object.__setattr__(self, "amp", True)
+        for name in ("channels_last", "compile", "sync_bn", "aux_heads"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "true or false")
         if not _is_int(self.eval_every) or self.eval_every < 1:
@@ -121,6 +129,13 @@ class TrainConfig:
             raise TrainConfigError(f"unknown training setting(s): {', '.join(unknown)}; known: "
                                    + ", ".join(f.name for f in fields(self)))
         return replace(self, **changes)
+
+    @property
+    def amp_dtype(self) -> str | None:
+        """The autocast type name on CUDA, None without mixed precision."""
+        if self.amp is False:
+            return None
+        return AMP_DTYPES[0] if self.amp is True else self.amp
 
     @property
     def lr(self) -> float:

@@ -25,7 +25,7 @@ from snnas.checkpoint import atomic_save, model_record, plain_state_dict, safe_l
 from snnas.errors import CheckpointError, DataError, Diverged
 from snnas.train import distributed as dist_utils
 from snnas.train.callbacks import EpochCallback
-from snnas.train.config import TrainConfig, TrainConfigError
+from snnas.train.config import AMP_DTYPES, TrainConfig, TrainConfigError
 from snnas.train.metrics_log import MetricsFile, TensorBoardLog
 from snnas.train.schedule import build_scheduler
 from snnas.train.precise_bn import clean_batches, recompute_bn_stats
@@ -130,7 +130,9 @@ class Trainer:
         self.ctx = dist_utils.current()
         self.device = torch.device(device) if device is not None else dist_utils.default_device(self.ctx)
         self.on_cuda = self.device.type == "cuda"
-        self.amp = config.amp and self.on_cuda
+        self.amp_dtype = config.amp_dtype if self.on_cuda else None  # mixed precision acts on CUDA only
+        self.amp = self.amp_dtype is not None
+        self._autocast_dtype = getattr(torch, self.amp_dtype or AMP_DTYPES[0])
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.tags = dict(tags or {})
@@ -161,7 +163,8 @@ class Trainer:
         self.net = _TrainingNet(model, self.heads)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # bfloat16 has float32's range: only float16 needs its loss scaled
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == "float16")
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.scheduler = None
 
@@ -330,7 +333,7 @@ class Trainer:
                 y = y.to(self.device, non_blocking=True)
                 if self.on_cuda and cfg.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                with torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype, enabled=self.amp):
                     logits, aux = runner(x)
                 share = head_share(cfg.aux_weight, index * steps + step - 1, cfg.epochs * steps) if aux else 0.0
                 shares += share
@@ -383,16 +386,20 @@ class Trainer:
     def evaluate(self, loader: Iterable) -> dict[str, float]:
         """Accuracy and (unsmoothed) cross-entropy of the network alone over ``loader``, summed
         over every process's share."""
-        return evaluate_model(self.model, loader, device=self.device, amp=self.amp,
+        return evaluate_model(self.model, loader, device=self.device, amp=self.amp_dtype or False,
                               channels_last=self.on_cuda and self.config.channels_last)
 
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: Iterable, *, device: str | torch.device | None = None,
-                   amp: bool = False, channels_last: bool = False) -> dict[str, float]:
+                   amp: bool | str = False, channels_last: bool = False) -> dict[str, float]:
     """``{"acc", "loss", "images"}`` of ``model`` over ``loader`` (in eval mode; under ``torchrun``
-    each process passes its share and the sums are combined). ``loss`` is plain cross-entropy."""
+    each process passes its share and the sums are combined). ``loss`` is plain cross-entropy.
+    ``amp`` is a :class:`TrainConfig`'s: True or a type name autocasts on CUDA."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = AMP_DTYPES[0] if amp is True else (amp or None)
+    if dtype is not None and dtype not in AMP_DTYPES:
+        raise TrainConfigError(f"amp {amp!r}: expected true, false or one of {', '.join(AMP_DTYPES)}")
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for x, y in loader:
@@ -402,7 +409,8 @@ def evaluate_model(model: nn.Module, loader: Iterable, *, device: str | torch.de
         y = y.to(device, non_blocking=True)
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype or AMP_DTYPES[0]),
+                            enabled=dtype is not None and device.type == "cuda"):
             logits = model(x)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
         sums[1] += (logits.argmax(dim=1) == y).sum().double()
