@@ -74,7 +74,7 @@ def measure(result, options, chance: float) -> dict[str, Any]:
     points = [Point(k, (t.values[0], t.values[1])) for k, t in best.items()]
     seeds = [t.values[1] for t in best.values() if TrialAttrs.of(t).seed_preset]
     reference = (chance, max(seeds))
-    _, fid2 = options.fidelities()
+    fid2 = options.phase2
     splits = load_splits(fid2.data, resolution=fid2.resolution or 28, data_seed=fid2.data_seed,
                          train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class)
     ref_fit = GenotypeFit(get_preset(REFERENCE), splits, fid2.fit)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def result_classes(options) -> int:
     """The number of classes of the search's phase-1 data (chance accuracy is one over it)."""
-    fid1, _ = options.fidelities()
+    fid1 = options.phase1
     return load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
                        train_per_class=fid1.train_per_class, val_per_class=fid1.val_per_class).num_classes
 

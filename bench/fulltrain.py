@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 from benchlib import SharedResults, set_threads, work_through
-from groundtruth import reproduce_command, train_row
+from groundtruth import train_row
 
 from snnas.cli import run_guarded
+from snnas.cli.retrain import retrain_command
 from snnas.compiler import build_model
 from snnas.data import load_splits
 from snnas.errors import SnnasError
@@ -134,18 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     if todo and not args.report_only:
         splits = load_splits(ts["data"], resolution=ts.get("resolution"), data_seed=int(ts.get("data_seed", 0)),
                              train_per_class=ts.get("train_per_class"), val_per_class=ts.get("val_per_class"))
-        recipe_args = argparse.Namespace(data=ts["data"], recipe=fit.recipe, epochs=",".join(map(str, fit.epochs or ())),
-                                         timesteps=",".join(map(str, fit.timesteps or (1,))),
-                                         width_mult=fit.width_mult, data_seed=int(ts.get("data_seed", 0)),
-                                         train_per_class=ts.get("train_per_class"),
-                                         val_per_class=ts.get("val_per_class"), resolution=ts.get("resolution"))
-
         def run(item) -> None:
             name, g, seed = item
             net = {"key": g.key, "genotype": g.to_str(), "preset": None, "name": name}
             print(f"training {name} ({g.key}) seed {seed}", flush=True)
             row = train_row(net, seed, splits, fit, args.work / f"{g.key}-{fit.key.replace('|', '_')}-s{seed}",
-                            reproduce_command(net, recipe_args, seed), args.device)
+                            retrain_command(g.to_str(), ts["data"], fit.replace(seed=seed),
+                                            resolution=ts.get("resolution"), train_per_class=ts.get("train_per_class"),
+                                            val_per_class=ts.get("val_per_class"),
+                                            data_seed=int(ts.get("data_seed", 0))), args.device)
             store.add(row)
             print(f"{name} seed {seed}: test {100 * row['test_acc']:.2f}% energy {1e3 * row['energy_mj']:.3f} uJ "
                   f"in {row['wall_s']:.0f} s", flush=True)

@@ -402,7 +402,7 @@ def run_data(check: Check) -> None:
             check.skip(rid, "time budget", **fields)
         return
     started = time.monotonic()
-    fid = SearchOptions(data=f"imagenet-5:{imagenet_folder(check)}", **s.search_overrides).fidelities()[0]
+    fid = SearchOptions(data=f"imagenet-5:{imagenet_folder(check)}", **s.search_overrides).phase1
     splits = load_splits(fid.data, resolution=s.data_resolution, val_per_class=max(1, s.data_images // 20),
                          cache_dir=check.cache)
     build_s = round(time.monotonic() - started, 2)  # writing the JPEGs, decoding them into the cache
@@ -479,7 +479,7 @@ def run_fashion_sections(check: Check) -> None:
     ids = ["proxy", "groundtruth"] + [f"workers/{n}" for n in check.sizes.workers]
     if all(rid in check.done for rid in ids):
         return
-    fid = SearchOptions(data=fashion_spec(check), **check.sizes.search_overrides).fidelities()[0]
+    fid = SearchOptions(data=fashion_spec(check), **check.sizes.search_overrides).phase1
     try:
         splits = load_splits(fid.data, resolution=fid.resolution, data_seed=fid.data_seed,
                              train_per_class=fid.train_per_class, val_per_class=fid.val_per_class, cache_dir=check.cache)

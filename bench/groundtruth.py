@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from benchlib import SharedResults, set_threads, work_through
 
 from snnas.cli import run_guarded
+from snnas.cli.retrain import retrain_command
 from snnas.data import load_splits
 from snnas.errors import SnnasError
 from snnas.fit import FitSettings, GenotypeFit, built_genotype, fit_history, val_curve
@@ -109,16 +109,11 @@ def table_networks(space, settings: FitSettings, resolution: int, depths: list[i
     return out
 
 
-def reproduce_command(net: dict[str, Any], args: argparse.Namespace, seed: int) -> str:
+def reproduce_command(net: dict[str, Any], args: argparse.Namespace, settings: FitSettings, seed: int) -> str:
     """The ``retrain`` command that trains this row again (the same training path)."""
-    parts = ["python", "scripts/retrain.py", "--genotype", net["genotype"], "--data", args.data,
-             "--recipe", args.recipe, "--epochs", str(args.epochs), "--timesteps", args.timesteps,
-             "--width-mult", f"{args.width_mult:g}", "--seed", str(seed)]
-    for flag, value in (("--data-seed", args.data_seed or None), ("--train-per-class", args.train_per_class),
-                        ("--val-per-class", args.val_per_class), ("--resolution", args.resolution)):
-        if value is not None:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
+    return retrain_command(net["genotype"], args.data, settings.replace(seed=seed), resolution=args.resolution,
+                           train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                           data_seed=args.data_seed)
 
 
 class PrintEpoch(Callback):
@@ -217,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             net, seed = item
             print(f"training {net['preset'] or net['key']} ({net['key']}) seed {seed}", flush=True)
             row = train_row(net, seed, splits, settings, args.work / f"{net['key']}-s{seed}",
-                            reproduce_command(net, args, seed), args.device)
+                            reproduce_command(net, args, settings, seed), args.device)
             results.add(row)
             print(f"{net['preset'] or net['key']} seed {seed}: test {100 * row['test_acc']:.2f}% "
                   f"in {row['wall_s']:.0f} s", flush=True)

@@ -20,7 +20,6 @@ and the plot beside it. Arguments after ``--`` go to the search (``scripts/searc
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from benchlib import SharedResults, set_threads, work_through
 from groundtruth import train_row
 
 from snnas.cli import run_guarded
+from snnas.cli.retrain import retrain_command
 from snnas.cli.search import add_arguments, options_from
 from snnas.data import load_splits
 from snnas.errors import SnnasError
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         def run(item) -> None:
             net, seed = item
             g = built_genotype(Genotype.from_str(net["genotype"]), fit, splits.resolution)
-            command = shlex.join(["python", "scripts/retrain.py", "--genotype", g.to_str(), "--data", ts["data"],
-                                  "--recipe", fit.recipe, "--epochs", ",".join(map(str, fit.epochs or ())),
-                                  "--width-mult", f"{fit.width_mult:g}", "--seed", str(seed)])
+            command = retrain_command(g.to_str(), ts["data"], fit.replace(seed=seed), resolution=ts.get("resolution"),
+                                      train_per_class=ts.get("train_per_class"), val_per_class=ts.get("val_per_class"),
+                                      data_seed=int(ts.get("data_seed", 0)))
             row = train_row({"key": g.key, "genotype": g.to_str(), "preset": None}, seed, splits, fit,
                             args.work / "full" / f"{g.key}-s{seed}", command)
             store.add(row)

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Search a space of spiking topologies: `python scripts/search.py --space dense_additive`."""
 import sys
+from pathlib import Path
 
-from snnas.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from snnas.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["search", *sys.argv[1:]]))

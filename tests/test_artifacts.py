@@ -9,9 +9,10 @@ from optuna.trial import TrialState
 
 from snnas.study.artifacts import (STORE_ATTR, ArtifactStoreError, checkpoints_of, open_artifact_store,
                                    parse_artifact_location, study_artifact_store)
+from snnas.study.adapter import HEARTBEAT_WARNING, storage_of, take_waiting
 from snnas.study.storage import create_study_once, open_storage
 
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+pytestmark = pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")
 
 
 def _study(tmp_path, name="s"):
@@ -38,13 +39,14 @@ def test_a_checkpoint_replaces_the_last_and_a_retry_restores_it(tmp_path):
     study.tell(trial, state=TrialState.FAIL)
     RetryHeartbeatStaleTrialCallback()(study, study.trials[trial.number])
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))
-    retry = optuna.Trial(study, waiting._trial_id)
+    retry = take_waiting(study, waiting)
     restored = store.restore_checkpoints(retry, lambda slot: tmp_path / "elsewhere" / slot / "checkpoint.pt")
     assert restored == {"phase1": 2}
     assert (tmp_path / "elsewhere" / "phase1" / "checkpoint.pt").read_bytes() == b"weights after epoch 2"
 
-    store.drop_checkpoints(retry)
-    assert checkpoints_of(retry) == {} and _files(tmp_path / "store") == []
+    finished = study.tell(retry, 1.0)  # dropped once the result is recorded, from the frozen record
+    store.drop_checkpoints(finished)
+    assert _files(tmp_path / "store") == []
 
 
 def test_weights_are_an_optuna_artifact_of_their_trial(tmp_path):
@@ -53,7 +55,7 @@ def test_weights_are_an_optuna_artifact_of_their_trial(tmp_path):
     trial = study.ask()
     (tmp_path / "model.pt").write_bytes(b"w")
     artifact_id = store.upload(trial, tmp_path / "model.pt")
-    metas = optuna.artifacts.get_all_artifact_meta(study.trials[trial.number], storage=study._storage)
+    metas = optuna.artifacts.get_all_artifact_meta(study.trials[trial.number], storage=storage_of(study))
     assert [(m.artifact_id, m.filename) for m in metas] == [(artifact_id, "model.pt")]
     assert store.download(artifact_id, tmp_path / "out" / "m.pt").read_bytes() == b"w"
     with pytest.raises(ArtifactStoreError, match="is not in the artifact store"):
@@ -64,12 +66,11 @@ def test_weights_are_an_optuna_artifact_of_their_trial(tmp_path):
 def test_the_study_records_a_given_store_and_refuses_a_second_one(tmp_path):
     study = _study(tmp_path)
     default = tmp_path / "run" / "artifacts"
-    assert study_artifact_store(study, None, default).location.path == default  # nothing recorded: the run's own
-    assert STORE_ATTR not in study.user_attrs
     shared = tmp_path / "shared"
     assert study_artifact_store(study, str(shared), default).location.path == shared
     assert study.user_attrs[STORE_ATTR] == str(shared)
     assert study_artifact_store(study, None, default).location.path == shared  # later workers find it
+    assert not default.exists()
     with pytest.raises(ArtifactStoreError, match="keeps its files in"):
         study_artifact_store(study, str(tmp_path / "other"), default)
 
@@ -136,11 +137,32 @@ def test_a_worker_killed_inside_a_save_leaves_no_file_behind(tmp_path, crash_at)
     study.tell(trial, state=TrialState.FAIL)
     RetryHeartbeatStaleTrialCallback()(study, study.trials[trial.number])
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))
-    retry = optuna.Trial(study, waiting._trial_id)
+    retry = take_waiting(study, waiting)
     assert store.restore_checkpoints(retry, lambda slot: tmp_path / "r" / slot) == {"phase1": expected}
     assert (tmp_path / "r" / "phase1").read_bytes() == f"epoch {expected}".encode()
     local.write_bytes(b"epoch 3")
     store.save_checkpoint(retry, "phase1", local, 3)
     assert len(_files(tmp_path / "store")) == 1  # the leftover is gone with the replaced file
-    store.drop_checkpoints(retry)
+    store.drop_checkpoints(study.tell(retry, 1.0))
     assert _files(tmp_path / "store") == []
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_a_save_after_the_trial_was_taken_over_stops_and_removes_nothing(tmp_path, locked):
+    """The worker of a trial that was failed and retried behind its back (its heartbeat lapsed)
+    must not touch the checkpoint its retry inherited."""
+    from snnas.study.failures import Superseded
+    from snnas.study.locks import LocalLock
+
+    study = _study(tmp_path)
+    store = open_artifact_store(tmp_path / "store")
+    trial = study.ask()
+    local = tmp_path / "local.pt"
+    local.write_bytes(b"epoch 1")
+    inherited = store.save_checkpoint(trial, "phase1", local, 1)
+    study.tell(trial, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[trial.number])
+    local.write_bytes(b"epoch 2")
+    with pytest.raises(Superseded):
+        store.save_checkpoint(trial, "phase1", local, 2, lock=LocalLock() if locked else None)
+    assert _files(tmp_path / "store") == [inherited]

@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING, trial_id
 from snnas.errors import Diverged
 from snnas.study.failures import (
     FAILURE_CATCH,
@@ -22,7 +23,7 @@ from snnas.study.storage import create_study_once, open_storage
 from snnas.study.workers import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+pytestmark = pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")
 
 
 class Ballast:
@@ -199,12 +200,12 @@ def test_lost_worker_is_listed_with_its_retry(tmp_path):
     study = create_study_once(storage, "f", ["minimize"])
     lost = study.ask()
     lost.suggest_float("x", 0.0, 1.0)
-    storage.record_heartbeat(lost._trial_id)  # then its worker "dies": no more beats
+    storage.record_heartbeat(trial_id(lost))  # then its worker "dies": no more beats
     time.sleep(2.5)
     summary = run_worker(study, make_objective(-1, None), storage=storage, budget=2)
     assert summary.ran == 2
     records = list_failures(study)
     assert len(records) == 1 and records[0].number == 0
-    retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == 0)
+    retry = next(t for t in study.get_trials() if t.system_attrs.get(FAILED_TRIAL_ATTR) == 0)
     assert records[0].reason == f"worker lost (no heartbeat); retried as trial {retry.number}"
     assert retry.params == lost.params and retry.state == TrialState.COMPLETE

@@ -61,7 +61,7 @@ def test_search_objective_and_retrain_train_identical_weights(tmp_path, cache_di
     assert searched.startswith("if|half64|")  # the space's `auto` stem is the one stem policy
 
     assert retrain.main(_retrain_argv(searched, 3, tmp_path / "same", cache_dir)) == 0
-    ours, theirs = _state(objective.work_dir(trial.user_attrs["key"]) / MODEL_FILE), _state(tmp_path / "same" / "model.pt")
+    ours, theirs = _state(objective.work_dir(trial.user_attrs["key"], trial.number) / MODEL_FILE), _state(tmp_path / "same" / "model.pt")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), "a search trial and retrain trained different weights"
 

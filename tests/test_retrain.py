@@ -117,3 +117,22 @@ def test_torchrun_two_processes_follow_the_single_process_curve(tmp_path):
     # validation is left out: its running statistics are rank 0's alone, and 10 images are too few anyway
     for a, b in zip(ddp, one):
         assert abs(a["train_loss"] - b["train_loss"]) < 0.05, (a["train_loss"], b["train_loss"])
+
+
+def test_the_reproducing_command_parses_back_to_the_same_settings():
+    """The one builder of retrain commands (export, the ground-truth table, the search outcome):
+    every setting that changes the numbers survives the round trip through retrain's parser."""
+    import shlex
+
+    from snnas.fit import FitSettings
+
+    fit = FitSettings(recipe="sprint", epochs=(3, 1), timesteps=(1, 4), width_mult=0.25, seed=2, batch_size=32,
+                      lr_per_256=0.8, augment="crop_flip", stem="half", aux_heads=True)
+    command = retrain.retrain_command("danet_a_resnet18", "fashion-10", fit, resolution=28, train_per_class=600,
+                                      val_per_class=50, data_seed=3, out="runs/x")
+    parser = argparse.ArgumentParser()
+    retrain.add_arguments(parser)
+    args = parser.parse_args(shlex.split(command)[2:])
+    assert retrain.fit_settings(args) == fit
+    assert (args.genotype, args.data, args.resolution, args.train_per_class, args.val_per_class, args.data_seed,
+            args.out) == ("danet_a_resnet18", "fashion-10", 28, 600, 50, 3, "runs/x")

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR
 from snnas.data import load_splits
 from snnas.fit import FitSettings
 from snnas.search.attrs import NAMES
@@ -58,8 +59,9 @@ def test_objective_with_fixed_trial(tmp_path, tiny_space, cache_dir):
     assert "dense_add" not in attrs["canonical"]  # sew + dense_add folds to its chain
     assert attrs["params"] > 0 and attrs["sops"] > 0 and 0 <= attrs["firing_rate"] <= 1
     assert attrs["fidelity"] == fid.key and attrs["phase"] == "phase1" and attrs["val_acc"] == value
+    assert attrs["device"] == "cpu"
     assert set(attrs) <= NAMES  # every attribute the objective writes is a field of the one record
-    weights = objective.work_dir(attrs["key"]) / MODEL_FILE
+    weights = objective.work_dir(attrs["key"], trial.number) / MODEL_FILE
     assert weights.is_file() and "model_artifact" not in attrs  # no study, no artifact store: weights stay here
     from snnas import load_model
 
@@ -175,8 +177,12 @@ def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, work
     """Ctrl-C or kill -9 of the whole process group (with --workers 2: the parent and its workers)."""
     args = ["--space", "dense_additive", "--study", "resume", "--trials", "6", "--promote", "1", "--epochs", "3",
             "--heartbeat-interval", "1", "--grace-period", "3", "--workers", str(workers)]
+    if sig == signal.SIGKILL:  # epochs long enough that the kill lands inside the trial that reported one
+        args += ["--train-per-class", "64"]
     proc = _search(args, tmp_path, cache_dir, start_new_session=True)
     _wait_mid_trial(tmp_path, "resume", proc)
+    if sig == signal.SIGKILL:
+        _wait_for_epoch_of_running_trial(tmp_path, "resume", proc, _RUNNING_CHECKPOINTED)
     os.killpg(proc.pid, sig)
     proc.communicate(timeout=120)
     study = _study(tmp_path, "resume")
@@ -194,11 +200,19 @@ def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, work
     assert all(after[n] == v for n, v in before.items())  # every finished trial kept as it was
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
     assert not study.get_trials(states=(TrialState.RUNNING,))
+    if sig == signal.SIGKILL:
+        assert left_running, "the kill left no trial running: nothing was there to retry"
+    resumed = []
     for number in left_running:  # a killed worker's trial: failed by its stale heartbeat, then retried
         assert study.trials[number].state == TrialState.FAIL
-        retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+        retried = [t for t in study.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == number]
         dead = study.trials[number].params  # killed while sampling: some genes drawn, or none yet
         assert retried and {k: retried[0].params.get(k) for k in dead} == dead
+        resumed += [t.user_attrs.get("resumed_from_epoch", 0) for t in retried if t.state == TrialState.COMPLETE]
+    if sig == signal.SIGKILL:  # from the checkpoint the dead trial left in the artifact store
+        assert resumed and max(resumed) >= 1, resumed
+    stored = sorted(p.name for p in (tmp_path / "runs" / "resume" / "artifacts").iterdir())
+    assert all(not name.startswith("checkpoint-") for name in stored), stored  # dropped once recorded
     assert _study(tmp_path, "resume.phase2").get_trials(states=(TrialState.COMPLETE,))
 
 
@@ -215,14 +229,18 @@ def test_a_reused_result_carries_its_energy_constraint(tmp_path, tiny_space, cac
     assert first.constraints == second.constraints and second.constraints["sops"] > 0  # infeasible, like its source
 
 
-def _wait_for_epoch_of_running_trial(tmp_path, name, proc, timeout=300):
-    """Until a running trial has reported (so checkpointed) at least one epoch."""
+_RUNNING_CHECKPOINTED = ("SELECT COUNT(*) FROM trials t JOIN trial_system_attributes a ON a.trial_id = t.trial_id "
+                         "WHERE t.state = 'RUNNING' AND a.key = 'snnas_checkpoints' AND a.value_json LIKE '%\"step\"%'")
+
+
+def _wait_for_epoch_of_running_trial(tmp_path, name, proc, query=_RUNNING_REPORTED, timeout=300):
+    """Until a running trial has reported at least one epoch (``query``: or stored its checkpoint)."""
     db = tmp_path / "runs" / name / "study.db"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"search ended early: {proc.stdout.read()}")
-        if _peek(db, _RUNNING_REPORTED):
+        if _peek(db, query):
             return
         time.sleep(0.1)
     pytest.fail("no trial reported an epoch in time")
@@ -248,7 +266,7 @@ def test_a_killed_workers_trial_is_retried_first_at_once_and_resumes(tmp_path, c
     assert f"trial {dead.number} was running in process" in out and "retrying it now" in out
     study = _study(tmp_path, "killed")
     assert study.trials[dead.number].state == TrialState.FAIL
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
+    (retry,) = [t for t in study.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs.get("resumed_from_epoch", 0) >= 1  # from the dead trial's checkpoint
     others = [t for t in study.trials if t.number in waiting_before and t.datetime_start is not None]
@@ -260,7 +278,8 @@ def test_local_worker_processes_share_one_study_to_its_exact_budget(tmp_path, ti
                    cache_dir)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    assert "phase 1: 2 worker processes, 1 thread each" in out
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the machine's cores shared out between the two
+    assert f"phase 1: 2 worker processes, {threads} thread{'s' if threads > 1 else ''} each (2 on cpu)" in out
     study = _study(tmp_path, "tiny")
     done = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(done) == 5 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
@@ -268,7 +287,10 @@ def test_local_worker_processes_share_one_study_to_its_exact_budget(tmp_path, ti
     assert len(pids) == 2 and proc.pid not in pids  # both workers ran trials; the parent only watched
     trained = [t.user_attrs["key"] for t in done if "dedupe_of" not in t.user_attrs]
     assert len(trained) == len(set(trained))  # dedupe holds across the processes
-    assert len(_study(tmp_path, "tiny.phase2").get_trials(states=(TrialState.COMPLETE,))) == 1
+    (promoted,) = _study(tmp_path, "tiny.phase2").get_trials(states=(TrialState.COMPLETE,))
+    source = study.trials[promoted.user_attrs["promoted_from"]]
+    assert promoted.params == source.params and promoted.distributions == source.distributions  # its genes
+    assert study.metric_names == ["val_acc"] and _study(tmp_path, "tiny.phase2").metric_names == ["val_acc"]
 
 
 def test_bad_worker_counts_fail_before_any_work(tmp_path, cache_dir):
@@ -281,3 +303,18 @@ def test_bad_worker_counts_fail_before_any_work(tmp_path, cache_dir):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "an in-memory SQLite study lives in one process" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_seeds_are_queued_as_the_budget_runs_them(tmp_path, cache_dir):
+    """12 seed networks and a budget of 2: two are queued, and a continuation to 5 queues three more."""
+    from snnas.search.funnel import SearchOptions, run_search
+
+    def create(trials):
+        options = SearchOptions(space="dense_additive", data="fashion-2", out=tmp_path / "runs", trials=trials,
+                                train_per_class=16, val_per_class=8, resolution=16, width_mult=0.0625,
+                                batch_size=16, progress=False, allow_large=True, create_only=True,
+                                cache_dir=str(cache_dir))
+        return run_search(options, log=lambda _: None).phase1.get_trials(states=(TrialState.WAITING,))
+
+    assert [t.user_attrs["seed_preset"] for t in create(2)] == ["danet_a_resnet18", "danet_b_resnet18"]
+    assert len(create(5)) == 5 and len(create(5)) == 5

@@ -63,7 +63,7 @@ def test_an_unknown_sampler_is_one_line_and_exit_2(tmp_path):
     assert "--sampler" in text and "grid" in text and "tpe" in text and "random" in text
     assert not (tmp_path / "runs").exists()
     with pytest.raises(SnnasError, match="--sampler: 'grid' is unknown; choose from tpe, random"):
-        SearchOptions(sampler="grid").validate()
+        SearchOptions(sampler="grid")
 
 
 @needs_fashion

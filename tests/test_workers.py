@@ -3,6 +3,7 @@ test_workers_postgres.py, which reuses the scenarios below)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING, trial_id
 from snnas.search.dedupe import Dedupe, find, lookup
 from snnas.study.locks import study_lock
 from snnas.study.storage import create_study_once, open_storage
@@ -24,7 +26,7 @@ from snnas.study.workers import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # The tests drive study.ask() by hand on heartbeat storages, as the workers do.
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+pytestmark = pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")
 
 STUDY = "workers"
 HEARTBEAT = 1
@@ -123,9 +125,9 @@ def concurrent_scenario(url: str, tmp_path: Path, workers: int = 3, budget: int 
 
 def kill_scenario(url: str, tmp_path: Path, budget: int = 6, epochs: int = 6, epoch_s: float = 0.15) -> None:
     create_study(url)
-    trace = tmp_path / "trace"
+    trace, store = tmp_path / "trace", tmp_path / "store"
     procs = start_workers(url, 2, budget, trace, tmp_path / "go", "--no-dedupe", "--pruner", "none",
-                          "--epochs", str(epochs), "--epoch-s", str(epoch_s))
+                          "--epochs", str(epochs), "--epoch-s", str(epoch_s), "--artifacts", str(store))
     pids = {p.pid: p for p in procs}
     victim, killed_epoch = None, None
     deadline = time.monotonic() + 30
@@ -159,12 +161,13 @@ def kill_scenario(url: str, tmp_path: Path, budget: int = 6, epochs: int = 6, ep
     killed = next(t for t in trials if t.state == TrialState.FAIL)
     records = {r["trial"]: r for r in trainings(trace)}
     assert records[killed.number]["pid"] == victim.pid
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    retries = [t for t in trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     retry = retries[0]
     assert retry.params == killed.params
-    # It resumed from the killed trial's checkpoint, not from epoch 0, and kept its curve.
+    # It resumed from the killed trial's checkpoint in the artifact store, not from epoch 0, and kept its curve.
     assert records[retry.number]["start_epoch"] >= killed_epoch + 1
+    assert list(store.iterdir()) == []  # every checkpoint dropped once its trial was recorded
     assert sorted(retry.intermediate_values) == list(range(epochs))
     assert retry.value == pytest.approx(synthetic_accuracy(retry.user_attrs["key"], epochs - 1))
 
@@ -255,31 +258,47 @@ def test_dedupe_prunes_a_duplicate_of_a_pruned_trial(tmp_path):
     assert second.user_attrs["fail_reason"] == "same key as pruned trial 0"
 
 
-def test_dedupe_waits_for_a_running_holder_and_retrains_if_it_fails(tmp_path):
+class _WaitSeen(logging.Handler):
+    """Set once dedupe logs that a trial waits for a holder."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.event = threading.Event()
+
+    def emit(self, record):
+        if "waits for trial" in record.getMessage():
+            self.event.set()
+
+
+@pytest.fixture
+def wait_seen():
+    logger = logging.getLogger("snnas.search.dedupe")
+    handler, level = _WaitSeen(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_dedupe_waits_for_a_running_holder_and_retrains_if_it_fails(tmp_path, wait_seen):
     _, study, dedupe = _dedupe_study(tmp_path)
-    holder = study.ask()
-    assert dedupe.claim(holder, "k", 1) is None
-    waiter = study.ask()
-    results = []
-    thread = threading.Thread(target=lambda: results.append(dedupe.claim(waiter, "k", 1)))
-    thread.start()
-    time.sleep(0.3)
-    assert thread.is_alive(), "the second trial did not wait for the running holder"
-    study.tell(holder, 0.5)
-    thread.join(5)
-    assert results == [0.5]
-    # A holder that fails frees the key: the waiter trains it itself.
-    holder2 = study.ask()
-    assert dedupe.claim(holder2, "j", 1) is None
-    waiter2 = study.ask()
-    results.clear()
-    thread = threading.Thread(target=lambda: results.append(dedupe.claim(waiter2, "j", 1)))
-    thread.start()
-    time.sleep(0.2)
-    study.tell(holder2, state=TrialState.FAIL)
-    thread.join(5)
-    assert results == [None]
-    assert find(study, "j", 1, states=(TrialState.RUNNING,)).number == waiter2.number
+    for outcome, expected in ((0.5, [0.5]), (TrialState.FAIL, [None])):  # a failed holder frees the key
+        holder = study.ask()
+        assert dedupe.claim(holder, f"k{expected}", 1) is None
+        waiter, results = study.ask(), []
+        wait_seen.event.clear()
+        thread = threading.Thread(target=lambda: results.append(dedupe.claim(waiter, f"k{expected}", 1)))
+        thread.start()
+        assert wait_seen.event.wait(10), "the second trial did not wait for the running holder"
+        assert thread.is_alive() and results == []
+        if outcome == TrialState.FAIL:
+            study.tell(holder, state=outcome)
+        else:
+            study.tell(holder, outcome)
+        thread.join(10)
+        assert results == expected
+    assert find(study, "k[None]", 1, states=(TrialState.RUNNING,)).number == waiter.number
 
 
 def test_synthetic_key_folds_depth_one():
@@ -316,7 +335,7 @@ def test_a_parent_closes_the_trials_its_interrupted_workers_left_running(tmp_pat
     parent = os.getppid()  # alive; with another start time it stands for a dead process whose pid was reused
     for trial, host, start in ((dead, socket.gethostname(), "1"), (alive, socket.gethostname(), _process_start(parent)),
                                (elsewhere, "another-host", "1")):
-        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, {"host": host, "pid": parent, "start": start})
+        storage.set_trial_system_attr(trial_id(trial), WORKER_ATTR, {"host": host, "pid": parent, "start": start})
     assert fail_dead_local_trials(study, interrupted=True) == [dead.number]
     states = {t.number: (t.state, t.user_attrs.get(REASON_ATTR)) for t in study.get_trials()}
     assert states[dead.number] == (TrialState.FAIL, "interrupted")

@@ -12,13 +12,14 @@ import optuna
 import pytest
 
 from pg import ROLE_PASSWORD, free_port
+from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING
 from snnas.errors import StorageError
 from snnas.study.artifacts import checkpoint_slots
 from snnas.study.storage import check_storage, open_storage
 from test_workers import STUDY, concurrent_scenario, kill_scenario
 
 pytestmark = [pytest.mark.postgres,
-              pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")]
+              pytest.mark.filterwarnings(f"ignore:{HEARTBEAT_WARNING}:UserWarning")]
 
 
 def test_three_workers_one_study(postgres_url, tmp_path):
@@ -150,7 +151,7 @@ def test_workers_in_different_directories_share_trial_files_through_the_artifact
     assert worker_b.returncode == 0, worker_b.stdout
     study = optuna.load_study(study_name="dirs", storage=open_storage(postgres_url))
     assert study.trials[dead].state == optuna.trial.TrialState.FAIL
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead]
+    (retry,) = [t for t in study.trials if t.system_attrs.get(FAILED_TRIAL_ATTR) == dead]
     assert retry.state == optuna.trial.TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] >= 1  # B had no file of A's: it came from the store
     assert not (dirs["b"] / "runs" / "dirs" / "artifacts").exists()  # every file went to the shared store

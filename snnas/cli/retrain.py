@@ -8,10 +8,12 @@ with the same global batch, so N processes train the same recipe; only rank 0 wr
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json, check_output_dir
@@ -69,6 +71,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__.split("\n\n")[0])
     add_arguments(p)
     p.set_defaults(func=run)
+
+
+def retrain_command(genotype: str, data: str, fit: FitSettings | None = None, *,
+                    timesteps: Sequence[int] | None = None, resolution: int | None = None,
+                    train_per_class: int | None = None, val_per_class: int | None = None, data_seed: int = 0,
+                    out: str | os.PathLike | None = None) -> str:
+    """The ``scripts/retrain.py`` command that trains ``genotype`` on ``data`` with ``fit`` (every
+    setting that changes the numbers, so it reproduces a result) and the data settings given.
+    ``timesteps`` overrides the settings' time steps."""
+    parts = ["python", "scripts/retrain.py", "--genotype", str(genotype), "--data", data]
+    steps = timesteps or (fit.timesteps if fit is not None else None)
+    if fit is not None:
+        parts += ["--recipe", fit.recipe]
+        if fit.epochs:
+            parts += ["--epochs", ",".join(map(str, fit.epochs))]
+        if steps:
+            parts += ["--timesteps", ",".join(map(str, steps))]
+        parts += ["--width-mult", f"{fit.width_mult:g}", "--seed", str(fit.seed)]
+        for flag, value in (("--batch-size", fit.batch_size), ("--lr-per-256", fit.lr_per_256),
+                            ("--augment", fit.augment), ("--stem", None if fit.stem == AUTO_STEM else fit.stem)):
+            if value is not None:
+                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if fit.aux_heads:
+            parts.append("--aux-heads")
+    elif steps:
+        parts += ["--timesteps", ",".join(map(str, steps))]
+    for flag, value in (("--data-seed", data_seed or None), ("--train-per-class", train_per_class),
+                        ("--val-per-class", val_per_class), ("--resolution", resolution), ("--out", out)):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
 
 
 def _int_list(text: str | None, name: str) -> list[int] | None:

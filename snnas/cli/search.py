@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds (per phase)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="output root (runs/<study>/...)")
     p.add_argument("--promote", type=int, default=3, help="top K of phase 1 retrained in phase 2 (0: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the samplers' seed (local worker i uses seed + i); give each machine of a study its own")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="seed of the networks' initial weights and batch order (fixed when the study is created)")
     p.add_argument("--objectives", default="acc", help="acc, or acc,energy or acc,sops (multi-objective TPE, no pruning; phase 2 takes the Pareto set by hypervolume)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="phase-1 sampler: tpe (multi-objective TPE with several objectives) or random, the baseline to beat")
@@ -43,7 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default=defaults.RECIPE,
                    help=f"phase-1 training recipe (default {defaults.RECIPE}, chosen against full training; see `retrain --help`)")
     p.add_argument("--recipe2", default=None, help="phase-2 training recipe (default: the phase-1 recipe)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="one device for every worker: cpu, cuda:N")
+    p.add_argument("--devices", default=None, metavar="LIST",
+                   help="devices the --workers spread over, round robin (several per GPU allowed), e.g. cuda:0,cuda:1 "
+                        "or 0,1 (default: every visible GPU, else the CPU); each trial records its device")
     p.add_argument("--allow-large", action="store_true", help="build and train even when the memory estimate says the network or batch would not fit")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--workers", type=int, default=1,
@@ -67,13 +73,13 @@ def options_from(args: argparse.Namespace):
 
     return SearchOptions(
         space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, artifacts=args.artifacts, out=args.out,
-        trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, data_seed=args.data_seed,
+        trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, train_seed=args.train_seed, data_seed=args.data_seed,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
         max_sops=args.max_sops,
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,
         train_per_class2=args.train_per_class2, val_per_class=args.val_per_class, width_mult=args.width_mult,
-        batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, allow_large=args.allow_large, device=args.device, progress=not args.no_progress, cache_dir=args.cache_dir,
+        batch_size=args.batch_size, recipe=args.recipe, recipe2=args.recipe2, allow_large=args.allow_large, device=args.device, devices=args.devices, progress=not args.no_progress, cache_dir=args.cache_dir,
         workers=args.workers, threads=args.threads, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period, create_only=args.create_only)
 
 

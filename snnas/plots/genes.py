@@ -33,7 +33,7 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from snnas.errors import one_line  # noqa: E402
 from snnas.plots.files import save_png  # noqa: E402
-from snnas.study.storage import quiet_experimental  # noqa: E402
+from snnas.study.adapter import quiet_experimental  # noqa: E402
 
 DPI = 130
 TARGET = "validation accuracy (%)"

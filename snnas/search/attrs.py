@@ -48,6 +48,7 @@ class TrialAttrs:
     epochs_run: int | None = None
     wall_s: float | None = field(default=None, metadata=_RUN_ONLY)
     resumed_from_epoch: int | None = field(default=None, metadata=_RUN_ONLY)
+    device: str | None = field(default=None, metadata=_RUN_ONLY)  # where this run trained (cpu, cuda:N)
     model_artifact: str | None = None  # artifact id of the trained weights (snnas.search.artifacts)
     fail_reason: str | None = field(default=None, metadata=_RUN_ONLY)  # snnas.study.attrs.REASON_ATTR
     fail_detail: str | None = field(default=None, metadata=_RUN_ONLY)  # snnas.study.attrs.DETAIL_ATTR
@@ -88,6 +89,15 @@ def set_attrs(trial: Any, **values: Any) -> None:
 def copy_attrs(trial: Any, source: Mapping[str, Any]) -> None:
     """Copy a finished trial's record onto ``trial`` (a reuse), without the run-only attributes."""
     set_attrs(trial, **{name: value for name, value in source.items() if name in NAMES and name not in RUN_ONLY})
+
+
+PHASE2_SUFFIX = ".phase2"  # a search's phase 2 is the study <name>.phase2 in the same storage
+OBJECTIVE_DIRECTIONS = {"acc": "maximize", "sops": "minimize", "energy": "minimize"}
+METRIC_NAMES = {"acc": "val_acc", "sops": "sops", "energy": "energy_mj"}  # each objective's name in the study
+
+
+def phase2_name(study: str) -> str:
+    return study + PHASE2_SUFFIX
 
 
 @dataclass(frozen=True)

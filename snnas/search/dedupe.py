@@ -11,25 +11,30 @@ leaderboard noisy. So a trial first *claims* its ``(key, fidelity)`` under the s
 - otherwise the trial stores ``key`` and ``fidelity`` as user attributes (:class:`~snnas.search.attrs.TrialAttrs`) — that is the claim —
   and trains.
 
-The claim lives in Optuna's own trial table, so it needs no extra table and survives restarts;
-a claim of a worker that died ends when its heartbeat goes stale and the trial is failed.
+The claim lives in Optuna's own trial table, so it needs no extra table and survives restarts.
+A claim of a worker that died ends at once when it died on this machine (its process is gone:
+the check the workers make), else when its heartbeat goes stale and the trial is failed. Storages
+without heartbeats (the journal file) cannot tell a dead holder on another machine from a slow
+one, so no wait lasts longer than ``max_wait_s``: then the waiter trains the network itself.
 """
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from typing import Any, Iterable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from snnas.search.attrs import TrialAttrs, copy_attrs, set_attrs
+from snnas.study.adapter import fail_stale_trials
+from snnas.study.heartbeats import fail_dead_local_trials
 from snnas.study.locks import LocalLock, StudyLock
 
 _logger = logging.getLogger(__name__)
 
 _HOLDING_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+MAX_WAIT_S = 3600.0  # for one holder: longer than a proxy trial takes, short of losing a day to a dead one
 
 
 def _matches(trial: FrozenTrial, key: str, fidelity: Any) -> bool:
@@ -67,33 +72,37 @@ class Dedupe:
     when several processes share the study.
     """
 
-    def __init__(self, study: optuna.Study, lock: StudyLock | None = None, poll_s: float = 0.5):
+    def __init__(self, study: optuna.Study, lock: StudyLock | None = None, poll_s: float = 0.5,
+                 max_wait_s: float = MAX_WAIT_S):
         self.study = study
         self.lock = lock if lock is not None else LocalLock()
-        self.poll_s = float(poll_s)
+        self.poll_s, self.max_wait_s = float(poll_s), float(max_wait_s)
 
     def claim(self, trial: optuna.Trial, key: str, fidelity: Any) -> float | list[float] | None:
         """None: this trial owns ``(key, fidelity)`` and must train it. A value: return it from the
         objective, it is the earlier result. Raises ``optuna.TrialPruned`` when the earlier
         evaluation was pruned."""
         waited_on: int | None = None
+        waiting_since = time.monotonic()
         while True:
             with self.lock:
-                if waited_on is not None:
-                    # A holder whose worker died would keep us waiting forever; fail it (and
-                    # re-queue it) once its heartbeat is stale. No-op without heartbeats.
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(self.study)
+                if waited_on is not None:  # a holder that died must not keep us waiting
+                    fail_dead_local_trials(self.study, _logger.warning)
+                    fail_stale_trials(self.study)
                 holder = self._holder(trial.number, key, fidelity)
-                if holder is None:
+                gave_up = holder is not None and holder.state == TrialState.RUNNING \
+                    and time.monotonic() - waiting_since >= self.max_wait_s
+                if holder is None or gave_up:
+                    if gave_up:
+                        _logger.warning("trial %d: trial %d has held key %s for %.0f s without a result; "
+                                        "training it here", trial.number, holder.number, key, self.max_wait_s)
                     set_attrs(trial, key=key, fidelity=fidelity)
                     return None
             if holder.state == TrialState.RUNNING:
                 if waited_on != holder.number:
                     _logger.info("trial %d waits for trial %d, which is training key %s", trial.number,
                                  holder.number, key)
-                    waited_on = holder.number
+                    waited_on, waiting_since = holder.number, time.monotonic()
                 time.sleep(self.poll_s)
                 continue
             return self._reuse(trial, holder, key, fidelity)

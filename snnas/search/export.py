@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
 import tempfile
 import warnings
@@ -21,14 +20,14 @@ from typing import Any, Mapping
 import optuna
 from optuna.trial import FrozenTrial
 
+from snnas.cli.retrain import retrain_command
 from snnas.errors import SnnasError, StorageError
-from snnas.search.attrs import StudyAttrs, TrialAttrs
+from snnas.search.attrs import PHASE2_SUFFIX, StudyAttrs, TrialAttrs
 from snnas.search.leaderboard import Leaderboard, Row, build_leaderboard, fmt_acc, fmt_count, fmt_float
 from snnas.files import atomic_write_text, shared_mode
 from snnas.study.artifacts import (DEFAULT_DIR_NAME, STORE_ATTR, ArtifactStore, ArtifactStoreError,
-                                   open_artifact_store, parse_artifact_location)
+                                   open_artifact_store, open_recorded_store, parse_artifact_location)
 
-PHASE2_SUFFIX = ".phase2"  # snnas.search.funnel.PHASE2_SUFFIX (the funnel imports the trainer; this does not)
 DEFAULT_RUNS = Path("runs")
 
 
@@ -72,7 +71,7 @@ def open_search(study: str, storage: str | None = None, runs: str | os.PathLike 
                 artifacts: str | os.PathLike | None = None) -> SearchStudies:
     """Load study ``study`` (and ``study.phase2``) without creating anything: a wrong name or a
     wrong storage is an error, not a new empty study. Its files are read from ``artifacts``, else
-    the store the study records, else ``runs/<study>/artifacts``."""
+    the store the study records (every search records one), else ``runs/<study>/artifacts``."""
     from snnas.study.storage import describe_storage, open_storage, parse_storage_url
 
     runs = Path(runs)
@@ -104,8 +103,11 @@ def open_search(study: str, storage: str | None = None, runs: str | os.PathLike 
         phase1 = optuna.load_study(study_name=study, storage=handle)
         phase2 = optuna.load_study(study_name=study + PHASE2_SUFFIX, storage=handle) \
             if study + PHASE2_SUFFIX in names else None
-    given = parse_artifact_location(artifacts) if artifacts is not None else None
-    location = given or parse_artifact_location(phase1.user_attrs.get(STORE_ATTR) or runs / study / DEFAULT_DIR_NAME)
+    recorded = phase1.user_attrs.get(STORE_ATTR)
+    if artifacts is None and recorded is not None:
+        return SearchStudies(phase1, phase2, runs / study, display, open_recorded_store(study, recorded))
+    # given, or a study from before stores were recorded: its run directory's
+    location = parse_artifact_location(artifacts if artifacts is not None else runs / study / DEFAULT_DIR_NAME)
     if not location.is_s3 and not location.path.is_dir():
         raise ExportError(f"the artifact store {location.text} does not exist (pass --artifacts where the "
                           "workers stored the study's files)")
@@ -150,14 +152,6 @@ def _describe_fidelity(fid: Mapping[str, Any] | str | None) -> str:
     parts.append(f"width x{fid.get('width_mult', '?')}")
     parts.append(f"seed {fid.get('seed', '?')}")
     return ", ".join(parts)
-
-
-def retrain_command(genotype_json: Path, data: str, data_seed: int | None, key: str) -> str:
-    parts = ["python", "scripts/retrain.py", "--genotype", str(genotype_json), "--data", data]
-    if data_seed:
-        parts += ["--data-seed", str(data_seed)]
-    parts += ["--timesteps", "1,4", "--out", f"runs/retrain/{key}"]
-    return " ".join(shlex.quote(p) for p in parts)
 
 
 def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[str, Any] | None,
@@ -206,7 +200,8 @@ def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[s
     width = (weights_fidelity or {}).get("width_mult")
     lines += ["## Next: retrain with the full recipe", "",
               "Train at T=1, then fine-tune at T=4 from those weights (the paper's schedule):", "",
-              "    " + retrain_command(final_dir / "genotype.json", str(data2), data_seed, row.key), "",
+              "    " + retrain_command(str(final_dir / "genotype.json"), str(data2), timesteps=(1, 4),
+                                      data_seed=int(data_seed or 0), out=f"runs/retrain/{row.key}"), "",
               "Add `--recipe paper-subset` (ImageNet-5/20) or `--recipe paper-imagenet` for the paper's "
               "schedules, `--epochs N` to choose the length, and run it under "
               "`torchrun --nproc-per-node N` to train data-parallel."]

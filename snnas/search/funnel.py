@@ -1,17 +1,15 @@
 """The funnel: (0) optional screening, (1) proxy search with Hyperband, (2) the top K retrained
 on more classes and epochs. Each phase is its own study in one storage, so every phase resumes:
 running the same command again continues where it stopped.
+
+What the search is asked lives in :mod:`snnas.search.options`; the local worker processes in
+:mod:`snnas.study.processes`; this module orders the work.
 """
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import optuna
@@ -20,129 +18,27 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.compiler.size import check_fits, estimate
 from snnas.errors import SnnasError
-from snnas.fit import FitSettings, built_genotype
+from snnas.fit import built_genotype
 from snnas.presets import get_preset
-from snnas.search import defaults, samplers
+from snnas.search import samplers
+from snnas.search.attrs import (METRIC_NAMES, OBJECTIVE_DIRECTIONS, StudyAttrs, TrialAttrs, attrs_dict,
+                                phase2_name)
 from snnas.search.dedupe import Dedupe
-from snnas.search.fidelity import Fidelity, promoted_data
-from snnas.search.leaderboard import summarize
-from snnas.search.attrs import StudyAttrs, TrialAttrs, attrs_dict
+from snnas.search.fidelity import Fidelity
+from snnas.search.leaderboard import best_per_key, summarize
 from snnas.search.objective import Screen, SearchObjective
+from snnas.search.options import SearchOptions, settings_difference
 from snnas.search.pareto import Point, select_by_hypervolume
 from snnas.search.progress import ProgressDisplay
-from snnas.study.artifacts import DEFAULT_DIR_NAME, parse_artifact_location, study_artifact_store
-from snnas.study.locks import study_lock
-from snnas.study.storage import (create_study_once, describe_storage, load_existing_study, open_storage,
-                                 parse_storage_url)
-from snnas.study.heartbeats import fail_dead_local_trials
-from snnas.study.workers import run_worker
 from snnas.spaces import Space, load_space
+from snnas.study.adapter import enqueued_params, name_metrics
+from snnas.study.artifacts import DEFAULT_DIR_NAME, ArtifactStore, study_artifact_store
+from snnas.study.locks import study_lock
+from snnas.study.processes import EXIT_INTERRUPTED, run_local_workers
+from snnas.study.storage import create_study_once, describe_storage, load_existing_study, open_storage
+from snnas.study.workers import run_worker
 
-_logger = logging.getLogger(__name__)
-
-PHASE2_SUFFIX = ".phase2"
-OBJECTIVE_DIRECTIONS = {"acc": "maximize", "sops": "minimize", "energy": "minimize"}
-
-
-def phase2_name(study: str) -> str:
-    return study + PHASE2_SUFFIX
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    space: str = "dense_additive"
-    data: str = defaults.DATA
-    data2: str | None = None  # default: promoted_data(data)
-    study: str | None = None  # default: the space's name
-    storage: str | None = None  # default: SQLite at runs/<study>/study.db
-    artifacts: str | None = None  # trial files: default runs/<study>/artifacts, or the study's recorded store
-    out: Path = Path("runs")
-    trials: int = 20
-    timeout_s: float | None = None
-    promote: int = 3
-    seed: int = 0
-    data_seed: int = 0
-    objectives: tuple[str, ...] = ("acc",)
-    sampler: str = "tpe"  # phase 1's, see snnas.search.samplers ("tpe" is NSGA-II with several objectives)
-    max_sops: float | None = None
-    screen: str | None = None
-    screen_keep: float = 0.5
-    # phase 1 (proxy) and phase 2 (promotion) fidelities
-    epochs: int = defaults.EPOCHS
-    epochs2: int = defaults.EPOCHS2
-    timesteps: int = 1
-    resolution: int | None = None
-    train_per_class: int | None = defaults.TRAIN_PER_CLASS
-    train_per_class2: int | None = defaults.TRAIN_PER_CLASS2
-    val_per_class: int | None = defaults.VAL_PER_CLASS
-    width_mult: float = 0.25
-    batch_size: int = 64
-    recipe: str = defaults.RECIPE
-    recipe2: str | None = None  # default: the phase-1 recipe
-    allow_large: bool = False  # skip the memory check of the space's networks
-    device: str | None = None
-    progress: bool = True
-    cache_dir: str | None = None
-    create_only: bool = False  # create the studies and enqueue the seeds, then stop
-    workers: int = 1  # local worker processes per phase
-    threads: int | None = None  # torch threads per worker (default: the cores shared out among the workers)
-    heartbeat_interval: int = 30  # a worker that stops beating for grace_period is failed and its trial retried
-    grace_period: int = 120
-
-    def worker_threads(self, workers: int) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // workers)
-
-    @property
-    def study_name(self) -> str:
-        return self.study or self.space_name
-
-    @property
-    def space_name(self) -> str:
-        return Path(self.space).stem
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out) / self.study_name
-
-    def fidelities(self) -> tuple[Fidelity, Fidelity]:
-        """Each phase's data and training settings (validated: a bad setting fails here, before any trial)."""
-        fit = FitSettings(recipe=self.recipe, epochs=(self.epochs,), timesteps=(self.timesteps,),
-                          width_mult=self.width_mult, batch_size=self.batch_size, seed=self.seed)
-        one = Fidelity(phase="phase1", data=self.data, fit=fit, resolution=self.resolution,
-                       train_per_class=self.train_per_class, val_per_class=self.val_per_class,
-                       data_seed=self.data_seed)
-        two = one.replace(phase="phase2", data=self.data2 or promoted_data(self.data),
-                          fit=fit.replace(recipe=self.recipe2 or self.recipe, epochs=(self.epochs2,)),
-                          train_per_class=self.train_per_class2)
-        return one, two
-
-    def validate(self) -> None:
-        for o in self.objectives:
-            if o not in OBJECTIVE_DIRECTIONS:
-                raise SnnasError(f"--objectives: {o!r} is unknown; choose from {', '.join(OBJECTIVE_DIRECTIONS)}")
-        if self.objectives[0] != "acc":
-            raise SnnasError("--objectives: the first objective must be acc")
-        samplers.check_sampler(self.sampler)
-        if self.trials < 1 or self.promote < 0 or self.epochs < 1 or self.epochs2 < 1:
-            raise SnnasError("--trials, --epochs and --epochs2 must be at least 1 and --promote at least 0")
-        if self.workers < 1 or (self.threads is not None and self.threads < 1):
-            raise SnnasError("--workers and --threads must be at least 1")
-        in_memory = self.storage is not None and parse_storage_url(self.storage).url == "sqlite:///:memory:"
-        if self.workers > 1 and in_memory:
-            raise SnnasError(f"--workers {self.workers}: an in-memory SQLite study lives in one process; give a "
-                             "file or a database the worker processes can share")
-        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
-            raise SnnasError("--heartbeat-interval must be at least 1 s and below --grace-period")
-        if not 0 < self.screen_keep <= 1:
-            raise SnnasError(f"--screen-keep: {self.screen_keep} is not in (0, 1]")
-        if self.screen not in (None, "sahd", "gradstab"):
-            raise SnnasError(f"--screen: {self.screen!r} is unknown; choose sahd or gradstab")
-        if self.artifacts is not None:
-            parse_artifact_location(self.artifacts)
-        for path in (Path(self.out), self.run_dir):
-            if path.exists() and not path.is_dir():
-                raise SnnasError(f"--out {self.out}: {path} is a file, not a directory")
-        self.fidelities()
+_LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass
@@ -165,15 +61,17 @@ def make_pruner(options: SearchOptions) -> optuna.pruners.BasePruner:
 SIZE_CHECK_NETWORKS = 1000  # a space's uniform networks checked before the first trial, at most
 
 
-def check_space_fits(space: Space, fidelities: Sequence[Fidelity], splits, device: str | None) -> None:
+def check_space_fits(space: Space, fidelities: Sequence[Fidelity], splits, options: SearchOptions) -> None:
     """Refuse a search whose networks would not fit in memory before any trial starts: every seed
-    and every uniform network of the space (one choice per gene) at each phase's batch, T and width."""
+    and every uniform network of the space (one choice per gene) at each phase's batch, T and width,
+    against the smallest share of a GPU that the workers get (or the process's memory on a CPU)."""
     candidates = [g for _, g in space.uniform()[:SIZE_CHECK_NETWORKS]]
     candidates += [get_preset(name).replace(stem=space.context.stem, neuron=space.context.neuron)
                    for name, _ in space.seeds()]
-    limit = None
-    if device is not None and device.startswith("cuda") and torch.cuda.is_available():
-        limit = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    shared = options.process.devices_shared(options.workers)
+    gpus = [torch.cuda.get_device_properties(torch.device(d)).total_memory // n
+            for d, n in shared.items() if d.startswith("cuda") and torch.cuda.is_available()]
+    limit = min(gpus) if gpus else None
     for fid in fidelities:
         phases = fid.fit.phases()
         batch, timesteps = max(p.config.batch_size for p in phases), max(p.timesteps for p in phases)
@@ -186,15 +84,18 @@ def check_space_fits(space: Space, fidelities: Sequence[Fidelity], splits, devic
                    f"batch {batch}, T={timesteps})", limit)
 
 
-def enqueue_seeds(study: optuna.Study, space: Space, lock) -> int:
+def enqueue_seeds(study: optuna.Study, space: Space, lock, budget: int | None = None) -> int:
     """Enqueue the space's seed presets that have no live or finished trial yet (a seed whose
-    trial was interrupted is enqueued again)."""
+    trial was interrupted is enqueued again), as many as the ``budget`` of trials has room for:
+    a seed queued beyond it would wait forever; a continuation with a larger budget queues it."""
     added = 0
     with lock:
-        # An enqueued trial keeps its parameters in its system attrs until it runs.
-        held = [{**t.system_attrs.get("fixed_params", {}), **t.params} for t in study.get_trials(
-            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))]
+        trials = study.get_trials(deepcopy=False, states=_LIVE)
+        held = [{**enqueued_params(t), **t.params} for t in trials]
+        room = len(space.seeds()) if budget is None else budget - len(trials)
         for preset, params in space.seeds():
+            if added >= room:
+                break
             if params not in held:
                 study.enqueue_trial(params, user_attrs=attrs_dict(seed_preset=preset))
                 held.append(params)
@@ -203,16 +104,8 @@ def enqueue_seeds(study: optuna.Study, space: Space, lock) -> int:
 
 
 def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """Completed trials best first, one per canonical key (the first evaluation of each)."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
-    done.sort(key=lambda t: (-t.values[0], t.number))
-    out, seen = [], set()
-    for t in done:
-        key = TrialAttrs.of(t).key
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-    return out
+    """Completed trials best first, one per canonical key (:func:`~snnas.search.leaderboard.best_per_key`)."""
+    return list(best_per_key(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))).values())
 
 
 def promoted_trials(phase1: optuna.Study, k: int, objectives: Sequence[str] = ("acc",),
@@ -246,8 +139,21 @@ def promote(phase1: optuna.Study, phase2: optuna.Study, k: int, lock, objectives
                                    phase1_acc=t.values[0])
                 if a.key in seeds:
                     attrs["seed_preset"] = seeds[a.key]
-                phase2.enqueue_trial({}, user_attrs=attrs)
+                phase2.enqueue_trial(dict(t.params), user_attrs=attrs)  # its genes, for the phase's plots
     return top
+
+
+def fix_settings(study: optuna.Study, wanted: StudyAttrs, lock) -> None:
+    """Record the search's settings in a new study; a study that has them refuses others (phase 2
+    would promote across two fidelities, and dedupe would mix their results)."""
+    with lock:
+        recorded = StudyAttrs.of(study)
+        if recorded.fidelity_phase1 is None:
+            wanted.write(study)
+            return
+        difference = settings_difference(study.study_name, recorded, wanted)
+    if difference is not None:
+        raise SnnasError(difference)
 
 
 class FailureStreak:
@@ -267,8 +173,7 @@ class FailureStreak:
 def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> SearchResult:
     from snnas.data import load_splits
 
-    options.validate()
-    fid1, fid2 = options.fidelities()
+    fid1, fid2 = options.phase1, options.phase2
     run_dir = options.run_dir
     missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     created = missing[-1] if missing else None  # the outermost folder this call will make
@@ -280,20 +185,18 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         resolution = splits1.train.images.shape[-1]
         space = load_space(options.space, resolution=resolution)
         if not options.allow_large:
-            check_space_fits(space, (fid1, fid2), splits1, options.device)
-        storage = open_storage(options.storage, run_dir / "study.db", heartbeat_interval=options.heartbeat_interval,
-                               grace_period=options.grace_period)
+            check_space_fits(space, (fid1, fid2), splits1, options)
+        storage = _open_storage(options)
         log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source})")
 
         directions = [OBJECTIVE_DIRECTIONS[o] for o in options.objectives]
         study1 = create_study_once(storage, options.study_name, directions, make_sampler(options),
                                    make_pruner(options))
         lock1 = study_lock(storage, study1.study_name)
-        StudyAttrs(space=space.name, space_source=space.source, objectives=list(options.objectives),
-                   sampler=samplers.sampler_name(options.sampler, len(options.objectives)),
-                   fidelity_phase1=fid1.to_dict(), fidelity_phase2=fid2.to_dict()).write(study1)
-        artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME)
-        added = enqueue_seeds(study1, space, lock1)
+        fix_settings(study1, options.study_attrs(space.name, space.source), lock1)
+        name_metrics(study1, [METRIC_NAMES[o] for o in options.objectives])
+        artifacts = study_artifact_store(study1, options.artifacts, run_dir / DEFAULT_DIR_NAME, lock1)
+        added = enqueue_seeds(study1, space, lock1, options.trials)
     except BaseException:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
@@ -301,120 +204,111 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     if added:
         log(f"enqueued {added} seed networks (the paper's DANets and baselines)")
     if options.create_only:
-        create_study_once(storage, phase2_name(options.study_name), ["maximize"],
-                          optuna.samplers.RandomSampler(seed=options.seed), optuna.pruners.NopPruner())
+        _phase2_study(options, storage)
         log(f"created studies {options.study_name} and {phase2_name(options.study_name)}; start the workers now")
         return SearchResult(study1, None)
 
     _run_phase(options, 1, study1, options.trials, resolution, log,
-               lambda: (storage, lock1, _objective(options, 1, study1, lock1, splits1, space, artifacts, log)))
+               lambda device: (storage, lock1, _objective(options, 1, study1, lock1, splits1, space, artifacts,
+                                                          device, log)))
     result = SearchResult(study1, None)
     if options.promote == 0 or not ranked(study1):
         return result
 
-    study2 = create_study_once(storage, phase2_name(options.study_name), ["maximize"],
-                               optuna.samplers.RandomSampler(seed=options.seed), optuna.pruners.NopPruner())
+    study2 = _phase2_study(options, storage)
     lock2 = study_lock(storage, study2.study_name)
-    StudyAttrs(fidelity_phase2=fid2.to_dict()).write(study2)
     result.promoted = promote(study1, study2, options.promote, lock2, options.objectives,
                               chance=1.0 / splits1.num_classes)
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
 
-    def here():
+    def here(device: str):
         splits2 = _phase_splits(options, 2, resolution)
-        return storage, lock2, _objective(options, 2, study2, lock2, splits2, None, artifacts, log)
+        return storage, lock2, _objective(options, 2, study2, lock2, splits2, space, artifacts, device, log)
 
     _run_phase(options, 2, study2, budget2, resolution, log, here)
     result.phase2 = study2
     return result
 
 
+def _open_storage(options: SearchOptions):
+    return open_storage(options.storage, options.run_dir / "study.db", heartbeat_interval=options.heartbeat_interval,
+                        grace_period=options.grace_period)
+
+
+def _phase2_study(options: SearchOptions, storage) -> optuna.Study:
+    study = create_study_once(storage, phase2_name(options.study_name), ["maximize"],
+                              optuna.samplers.RandomSampler(seed=options.seed), optuna.pruners.NopPruner())
+    StudyAttrs(fidelity_phase2=options.phase2.to_dict()).write(study)
+    name_metrics(study, [METRIC_NAMES["acc"]])
+    return study
+
+
 def _phase_splits(options: SearchOptions, phase: int, resolution: int):
     from snnas.data import load_splits
 
-    fid = options.fidelities()[phase - 1]
+    fid = options.phase1 if phase == 1 else options.phase2
     return load_splits(fid.data, resolution=fid.resolution or resolution, data_seed=fid.data_seed,
                        train_per_class=fid.train_per_class, val_per_class=fid.val_per_class,
                        cache_dir=options.cache_dir)
 
 
-def _objective(options: SearchOptions, phase: int, study: optuna.Study, lock, splits, space: Space | None,
-               artifacts, log: Callable[[str], None]) -> SearchObjective:
-    fid = options.fidelities()[phase - 1]
-    common = dict(device=options.device, progress=False, log=log, allow_large=options.allow_large,
-                  artifacts=artifacts)
+def _objective(options: SearchOptions, phase: int, study: optuna.Study, lock, splits, space: Space,
+               artifacts: ArtifactStore, device: str, log: Callable[[str], None]) -> SearchObjective:
+    """Phase 1 samples networks from ``space``; phase 2 trains only the promoted ones, recording
+    their genes from the same space."""
+    common = dict(device=device, progress=False, log=log, allow_large=options.allow_large, artifacts=artifacts)
     if phase == 1:
         screen = Screen(options.screen, options.screen_keep) if options.screen else None
-        return SearchObjective(space, fid, splits, options.run_dir, Dedupe(study, lock), options.objectives,
-                               options.max_sops, screen, **common)
-    return SearchObjective(None, fid, splits, options.run_dir, Dedupe(study, lock), ("acc",), None, None, **common)
+        return SearchObjective(space, options.phase1, splits, options.run_dir, Dedupe(study, lock),
+                               options.objectives, options.max_sops, screen, **common)
+    return SearchObjective(space, options.phase2, splits, options.run_dir, Dedupe(study, lock), ("acc",), None, None,
+                           samples=False, **common)
 
 
 def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: int, resolution: int,
-               log: Callable[[str], None], here: Callable) -> None:
+               log: Callable[[str], None], here: Callable[[str], tuple]) -> None:
     """Run phase ``phase`` to ``budget``: in this process, or in ``options.workers`` local worker
-    processes (each with its own sampler seed and thread count) on the same study."""
+    processes (each with its own sampler seed, thread count and device) on the same study."""
     title = f"phase {phase}"
+    process = options.process
     workers = min(options.workers, budget)
+    devices = process.devices_of(workers)
     if workers <= 1:
         if options.threads:
             torch.set_num_threads(options.threads)
-        storage, lock, objective = here()
+        storage, lock, objective = here(devices[0])
         with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
-            run_worker(study, objective, storage=storage, budget=budget, lock=lock,
+            run_worker(study, objective, storage=storage, budget=budget, lock=lock, artifacts=objective.artifacts,
                        callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
         return
-    threads = options.worker_threads(workers)
-    log(f"{title}: {workers} worker processes, {threads} thread{'s' if threads > 1 else ''} each")
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or locks inherited
-    procs = [context.Process(target=phase_worker, args=(options, phase, index, threads, budget, resolution),
-                             name=f"snnas-{title.replace(' ', '')}-worker{index}") for index in range(workers)]
-    for proc in procs:
-        proc.start()
+    threads = process.threads_each(workers)
+    on = ", ".join(f"{n} on {d}" for d, n in process.devices_shared(workers).items())
+    log(f"{title}: {workers} worker processes, {threads} thread{'s' if threads > 1 else ''} each ({on})")
+    argsets = [(options, phase, index, threads, device, budget, resolution) for index, device in enumerate(devices)]
     with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
-        try:
-            while any(proc.is_alive() for proc in procs):
-                time.sleep(WORKER_POLL_S)
-                bar.refresh()
-        except KeyboardInterrupt:  # the workers got it too: they close their trials, then exit
-            for proc in procs:
-                proc.join()
-            fail_dead_local_trials(study, log, interrupted=True)  # whatever point the interrupt reached in them
-            raise
-    if any(proc.exitcode == 130 for proc in procs):  # interrupted on its own (a signal to it alone)
-        raise KeyboardInterrupt
-    failed = [(index, proc.exitcode) for index, proc in enumerate(procs) if proc.exitcode != 0]
-    if failed:
-        index, code = failed[0]
-        raise SnnasError(f"{title}: worker {index} exited with code {code} (its message is above)")
+        run_local_workers(phase_worker, argsets, study, title, refresh=bar.refresh, log=log)
 
 
-WORKER_POLL_S = 1.0
-
-
-def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, budget: int, resolution: int) -> None:
+def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, device: str, budget: int,
+                 resolution: int) -> None:
     """One local worker process of a phase (``--workers N``): it opens the study the parent made and
-    runs trials until the phase's budget is reached. Worker ``index`` samples with seed
-    ``seed + index``: workers with one seed would propose the same networks at the same time."""
+    runs trials on ``device`` until the phase's budget is reached. Worker ``index`` samples with
+    seed ``seed + index``: workers with one seed would propose the same networks at the same time."""
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = open_storage(options.storage, options.run_dir / "study.db",
-                               heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period)
+        storage = _open_storage(options)
         study1 = load_existing_study(storage, options.study_name, samplers.make_sampler(
             options.sampler, len(options.objectives), options.seed + index, options.trials), make_pruner(options))
         artifacts = study_artifact_store(study1, None, options.run_dir / DEFAULT_DIR_NAME)
-        if phase == 1:
-            study, space = study1, load_space(options.space, resolution=resolution)
-        else:
-            study, space = load_existing_study(storage, phase2_name(options.study_name)), None
+        study = study1 if phase == 1 else load_existing_study(storage, phase2_name(options.study_name))
         lock = study_lock(storage, study.study_name)
-        objective = _objective(options, phase, study, lock, _phase_splits(options, phase, resolution), space,
-                               artifacts, print)
+        objective = _objective(options, phase, study, lock, _phase_splits(options, phase, resolution),
+                               load_space(options.space, resolution=resolution), artifacts, device, print)
         run_worker(study, objective, storage=storage, budget=budget, lock=lock, callbacks=[FailureStreak()],
-                   timeout_s=options.timeout_s, log=print)
+                   timeout_s=options.timeout_s, log=print, artifacts=artifacts)
     except SnnasError as exc:
         print(f"snnas: error: worker {index}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:  # its trial is closed as interrupted; the parent says so once
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

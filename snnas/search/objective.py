@@ -21,7 +21,9 @@ from snnas.search.attrs import TrialAttrs, set_attrs
 from snnas.search.dedupe import Dedupe
 from snnas.search.fidelity import Fidelity
 from snnas.spaces import Space
+from snnas.study.adapter import enqueued_params
 from snnas.study.artifacts import ArtifactStore
+from snnas.study.failures import UnrecordedResult, describe_exception
 from snnas.train.trainer import CHECKPOINT_NAME
 
 SCREENED = "screened"
@@ -87,14 +89,16 @@ class CheckpointUpload:
     """Trainer callback: after each epoch's checkpoint, put it in the study's artifact store, so a
     retry on any machine resumes from it. Slots are the training phases' directory names."""
 
-    def __init__(self, trial: optuna.Trial, store: ArtifactStore, work_dir: Path, phase_names: Sequence[str]):
+    def __init__(self, trial: optuna.Trial, store: ArtifactStore, work_dir: Path, phase_names: Sequence[str],
+                 lock: Any = None):
         self.trial, self.store, self.work_dir, self.phase_names = trial, store, work_dir, list(phase_names)
+        self.lock = lock
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> bool:
         slot = self.phase_names[int(metrics.get("phase", 1)) - 1]
         path = self.work_dir / slot / CHECKPOINT_NAME
-        if path.is_file():
-            self.store.save_checkpoint(self.trial, slot, path, epoch)
+        if path.is_file():  # raises Superseded once another worker has taken the trial over
+            self.store.save_checkpoint(self.trial, slot, path, epoch, lock=self.lock)
         return False
 
 
@@ -119,6 +123,7 @@ class SearchObjective:
     allow_large: bool = False
     log: Callable[[str], None] = field(default=lambda msg: None)
     artifacts: ArtifactStore | None = None
+    samples: bool = True  # False: enqueued networks only (phase 2), their genes still read from ``space``
 
     @property
     def multi_objective(self) -> bool:
@@ -127,8 +132,10 @@ class SearchObjective:
     def genotype_for(self, trial: optuna.Trial) -> Genotype:
         given = TrialAttrs.of(trial).genotype
         if given is not None:  # promoted or enqueued by genotype
+            if self.space is not None and isinstance(trial, optuna.Trial) and enqueued_params(trial):
+                self.space.suggest(trial)  # a promoted network's genes: the phase's plots need them
             return Genotype.from_str(given)
-        if self.space is None:
+        if self.space is None or not self.samples:
             raise SnnasError("this phase takes only enqueued genotypes")
         return self.space.suggest(trial)
 
@@ -145,44 +152,49 @@ class SearchObjective:
             return earlier
 
         fit = GenotypeFit(canonical, self.splits, fid.fit, device=self.device, allow_large=self.allow_large)
-        set_attrs(trial, params=fit.params)
+        set_attrs(trial, params=fit.params, device=str(fit.device))
         is_seed = TrialAttrs.of(trial).seed_preset is not None
         if self.screen is not None and not is_seed:
             self._screen(trial, fit.model, fit.probe_batch())
         reporter = TrialReporter(trial, enabled=not self.multi_objective, last_epoch=fit.last_epoch,
                                  prunable=not is_seed)
-        work_dir = self.work_dir(canonical.key)
+        work_dir = self.work_dir(canonical.key, trial.number)
         callbacks: list = [reporter]
         if self.artifacts is not None:
             names = [phase.name for phase in fit.phases]
             restored = self.artifacts.restore_checkpoints(trial, lambda slot: work_dir / slot / CHECKPOINT_NAME)
             if restored:
                 self.log(f"trial {trial.number}: resuming from the stored checkpoint ({restored})")
-            callbacks.append(CheckpointUpload(trial, self.artifacts, work_dir, names))
+            callbacks.append(CheckpointUpload(trial, self.artifacts, work_dir, names, self.dedupe.lock))
         results = fit.run(out_dir=work_dir, callbacks=callbacks, resume=True, progress=self.progress)
         history = fit_history(results)
-        if results and results[0].resumed_from:
-            set_attrs(trial, resumed_from_epoch=results[0].resumed_from)
-        last = history[-1] if history else {}
-        val_acc = last.get("val_acc")
+        val_acc = (history[-1] if history else {}).get("val_acc")
         measured = fit.measure()
-        set_attrs(trial, **measured, wall_s=round(time.monotonic() - started, 2), epochs_run=len(history))
-        if self.artifacts is not None:  # the result is about to be recorded: nothing resumes this run
-            self.artifacts.drop_checkpoints(trial)
+        run = dict(measured, wall_s=round(time.monotonic() - started, 2), epochs_run=len(history))
+        if results and results[0].resumed_from:
+            run["resumed_from_epoch"] = results[0].resumed_from
         if reporter.pruned_at is not None:
-            set_attrs(trial, fail_reason=f"pruned by the pruner after epoch {reporter.pruned_at}")
+            set_attrs(trial, **run, fail_reason=f"pruned by the pruner after epoch {reporter.pruned_at}")
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         if val_acc is None:
             raise SnnasError("training ended without a validation accuracy")
-        set_attrs(trial, val_acc=float(val_acc))
-        self._save(trial, fit.model, work_dir, float(val_acc))
-        self._constrain(trial)
         values = {"acc": float(val_acc), "sops": measured["sops"], "energy": measured["energy_mj"]}
-        return [values[o] for o in self.objectives] if self.multi_objective else values[self.objectives[0]]
+        result = [values[o] for o in self.objectives] if self.multi_objective else values[self.objectives[0]]
+        # The finish order: the files first (here), the value next (the worker tells it), the
+        # checkpoints last (the worker drops them once the value is recorded).
+        try:
+            set_attrs(trial, **run, val_acc=float(val_acc))
+            self._save(trial, fit.model, work_dir, float(val_acc))
+            self._constrain(trial)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the training must not be lost
+            raise UnrecordedResult(result, describe_exception(exc), str(work_dir)) from exc
+        return result
 
-    def work_dir(self, key: str) -> Path:
-        """Where this worker trains network ``key`` of this phase (checkpoints, metrics, weights)."""
-        return self.run_dir / "trials" / f"{key}-{self.fidelity.phase}"
+    def work_dir(self, key: str, number: int) -> Path:
+        """Where trial ``number`` trains network ``key`` of this phase (checkpoints, metrics, weights):
+        one directory per trial, so two runs of one network (a retry beside a worker whose heartbeat
+        lapsed) never write each other's files."""
+        return self.run_dir / "trials" / f"{key}-{self.fidelity.phase}-trial{number}"
 
     def _constrain(self, trial: optuna.Trial) -> None:
         """``--max-sops`` as Optuna's constraint (feasible at <= 0), from the trial's measured SOPs."""

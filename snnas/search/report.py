@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from snnas.files import atomic_write_text
 from snnas.groundtruth import Table, find_table
 from snnas.plots.genes import Skipped, accuracy_study, plot_importances, plot_slices, plot_timeline
-from snnas.search.attrs import StudyAttrs, TrialAttrs, attr_name
+from snnas.search.attrs import OBJECTIVE_DIRECTIONS, StudyAttrs, TrialAttrs, attr_name
 from snnas.search.leaderboard import (Leaderboard, best_per_key, build_leaderboard, is_reuse, format_markdown,
                                       format_terminal)
 from snnas.study.failures import FailureRecord, failures_markdown, list_failures
@@ -35,7 +35,6 @@ FIDELITY_FIELDS = (("data", "data"), ("epochs", "epochs"), ("timesteps", "time s
                    ("val_per_class", "val images / class"), ("width_mult", "width multiplier"),
                    ("batch_size", "batch size"), ("recipe", "recipe"), ("seed", "seed"),
                    ("data_seed", "data seed"), ("key", "fidelity key"))
-_DIRECTIONS = {"acc": "maximize", "sops": "minimize", "energy": "minimize"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +167,7 @@ def report_markdown(phase1: optuna.Study, phase2: optuna.Study | None, board: Le
     if space:
         source = attrs.space_source
         lines.append(f"- space: `{space}`" + (f" (`{source}`)" if source else ""))
-    lines.append("- objectives: " + ", ".join(f"{o} ({_DIRECTIONS.get(o, '?')})" for o in objectives))
+    lines.append("- objectives: " + ", ".join(f"{o} ({OBJECTIVE_DIRECTIONS.get(o, '?')})" for o in objectives))
     if attrs.sampler:
         lines.append(f"- sampler: {attrs.sampler}")
     lines.append(f"- written: {now}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import optuna
 
 from snnas.errors import SnnasError
-from snnas.study.storage import quiet_experimental
+from snnas.study.adapter import quiet_experimental
 
 SAMPLERS = ("tpe", "random")
 

@@ -23,10 +23,11 @@ from snnas.files import atomic_write_json
 from snnas.search.attrs import set_attrs
 from snnas.search.dedupe import Dedupe
 from snnas.search.samplers import SAMPLERS, make_sampler
+from snnas.study.artifacts import ArtifactStore, study_artifact_store
 from snnas.study.locks import study_lock
 from snnas.study.storage import (DEFAULT_GRACE_PERIOD_S, DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_MAX_RETRY,
                                  create_study_once, describe_storage, load_existing_study, open_storage)
-from snnas.study.workers import retry_origin, run_worker
+from snnas.study.workers import run_worker
 
 # --------------------------------------------------------------------------------------------
 _WIRING_GAIN = {"chain": 0.0, "dense_add": 0.08, "dense_cat": 0.04}
@@ -49,7 +50,9 @@ class SyntheticObjective:
     """Sleeps ``epoch_s`` per epoch instead of training; reports, prunes, dedupes, resumes.
 
     With ``trace_dir`` it files one ``train-<trial>.json`` per training actually started (created
-    exclusively, so double starts cannot hide) and a checkpoint per origin trial each epoch.
+    exclusively, so double starts cannot hide) and its checkpoint, ``ckpt-<trial>.json``, each
+    epoch; with ``artifacts`` too, each checkpoint goes to the study's artifact store, and a retry
+    resumes from the one its dead predecessor stored there, as a search trial does.
     """
 
     epochs: int = 4
@@ -57,6 +60,7 @@ class SyntheticObjective:
     fidelity: str = "synthetic"
     dedupe: Dedupe | None = None
     trace_dir: Path | None = None
+    artifacts: ArtifactStore | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         depth = trial.suggest_int("depth", 1, 3)
@@ -70,12 +74,12 @@ class SyntheticObjective:
             set_attrs(trial, key=key, fidelity=self.fidelity)
         start_epoch, checkpoint = 0, None
         if self.trace_dir is not None:
-            origin = retry_origin(trial)
-            checkpoint = self.trace_dir / f"ckpt-{origin}.json"
-            if checkpoint.exists():
-                start_epoch = int(json.loads(checkpoint.read_text())["epoch"]) + 1
-            record = {"trial": trial.number, "origin": origin, "key": key, "fidelity": self.fidelity,
-                      "start_epoch": start_epoch, "pid": os.getpid()}
+            checkpoint = self.trace_dir / f"ckpt-{trial.number}.json"
+            if self.artifacts is not None:
+                restored = self.artifacts.restore_checkpoints(trial, lambda slot: checkpoint)
+                start_epoch = restored.get(_SLOT, -1) + 1
+            record = {"trial": trial.number, "key": key, "fidelity": self.fidelity, "start_epoch": start_epoch,
+                      "pid": os.getpid()}
             fd = os.open(self.trace_dir / f"train-{trial.number}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh)
@@ -86,11 +90,17 @@ class SyntheticObjective:
             trial.report(accuracy, epoch)
             if checkpoint is not None:
                 atomic_write_json(checkpoint, {"epoch": epoch, "accuracy": accuracy, "pid": os.getpid()})
+                if self.artifacts is not None:
+                    self.artifacts.save_checkpoint(trial, _SLOT, checkpoint, epoch,
+                                                   lock=self.dedupe.lock if self.dedupe is not None else None)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
         if start_epoch >= self.epochs:  # killed after its last epoch's checkpoint
             accuracy = synthetic_accuracy(key, self.epochs - 1)
         return accuracy
+
+
+_SLOT = "synthetic"
 
 
 def _pruner(name: str) -> optuna.pruners.BasePruner:
@@ -114,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", default="synthetic")
     parser.add_argument("--no-dedupe", action="store_true")
     parser.add_argument("--trace-dir", type=Path)
+    parser.add_argument("--artifacts", metavar="DIR|s3://BUCKET/PREFIX",
+                        help="checkpoints through the study's artifact store (with --trace-dir): a retry resumes")
     parser.add_argument("--sampler", choices=SAMPLERS, default="random")
     parser.add_argument("--pruner", default="median")
     parser.add_argument("--seed", type=int)
@@ -139,14 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         lock = study_lock(storage, study.study_name)
         if args.trace_dir is not None:
             args.trace_dir.mkdir(parents=True, exist_ok=True)
+        artifacts = study_artifact_store(study, args.artifacts, Path(args.artifacts), lock) if args.artifacts else None
         objective = SyntheticObjective(epochs=args.epochs, epoch_s=args.epoch_s, fidelity=args.fidelity,
                                        dedupe=None if args.no_dedupe else Dedupe(study, lock, poll_s=args.poll_s),
-                                       trace_dir=args.trace_dir)
+                                       trace_dir=args.trace_dir, artifacts=artifacts)
         if args.wait_for is not None:
             print("ready", flush=True)
             while not args.wait_for.exists():
                 time.sleep(0.01)
-        summary = run_worker(study, objective, storage=storage, budget=args.budget, lock=lock, poll_s=args.poll_s)
+        summary = run_worker(study, objective, storage=storage, budget=args.budget, lock=lock, poll_s=args.poll_s,
+                             artifacts=artifacts)
     except SnnasError as exc:
         print(f"snnas: error: {exc}", file=sys.stderr)
         return 2

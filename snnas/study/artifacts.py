@@ -13,12 +13,20 @@ Two kinds of files:
 - checkpoints are replaced every epoch, so they are written to the store under fresh ids and
   named by one trial system attribute, ``{"slots": {slot: {"artifact_id", "step"}}, "garbage":
   [...]}``, whose slot is swapped only after the new file is complete; the file it replaced is
-  then removed. Optuna copies a
-  failed trial's system attributes to its retry, so a retry on any machine finds the dead
-  trial's last checkpoint (and the files a kill left half-handled, which it removes).
+  then removed. Optuna copies a failed trial's system attributes to its retry, so a retry on any
+  machine finds the dead trial's last checkpoint (and the files a kill left half-handled, which
+  it removes).
+
+Two runs of one trial never delete each other's files: a run writes its record only while the
+trial is running (Optuna refuses to update a finished trial), so a worker whose trial was failed
+and retried behind its back (:class:`~snnas.study.failures.Superseded`) stops before it removes
+anything, and the files it named at the moment of the failure are the retry's from then on. A
+trial's checkpoints are dropped only after its result is told (:func:`snnas.study.workers.run_worker`).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -31,8 +39,13 @@ from typing import Any, BinaryIO, Callable, Mapping
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import SnnasError
+from snnas.study.adapter import set_system_attr, state_now, system_attrs
+from snnas.study.failures import Superseded
+
+_logger = logging.getLogger(__name__)
 
 DEFAULT_DIR_NAME = "artifacts"  # under the run directory
 STORE_ATTR = "artifact_store"  # study user attr: where the study's files live (a path or s3:// URL)
@@ -131,47 +144,58 @@ class ArtifactStore:
             pass
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, trial: optuna.Trial, slot: str, path: Path, step: int) -> str:
+    def save_checkpoint(self, trial: optuna.Trial, slot: str, path: Path, step: int, lock: Any = None) -> str:
         """Store ``path`` as the trial's checkpoint for ``slot`` (one per slot: each replaces the last).
 
         A worker may die at any point of this, and nothing it leaves is lost track of: the record
         (one system attribute, written whole) lists as garbage every stored file no slot names,
         before that file exists and from the moment the slot stops naming it. The next save (this
         trial's, or its retry's: the record travels with the system attributes) removes them.
+        ``lock`` (the study lock) makes each record write and the check that the trial still runs
+        one step; a trial that no longer runs raises :class:`Superseded` before anything is removed.
         """
         slots, garbage = _checkpoint_record(trial)
-        for artifact_id in garbage:
-            self.remove(artifact_id)
         artifact_id = f"checkpoint-{uuid.uuid4()}"
         old = (slots.get(slot) or {}).get("artifact_id")
-        _write_record(trial, slots, [artifact_id])
-        with open(path, "rb") as handle:
-            self.backend.write(artifact_id, handle)
-        slots[slot] = {"artifact_id": artifact_id, "step": int(step)}
-        _write_record(trial, slots, [old] if old else [])
+        _write_record(trial, slots, [*garbage, artifact_id], lock)
+        for leftover in garbage:
+            self.remove(leftover)
+        try:
+            with open(path, "rb") as handle:
+                self.backend.write(artifact_id, handle)
+            slots[slot] = {"artifact_id": artifact_id, "step": int(step)}
+            _write_record(trial, slots, [old] if old else [], lock)
+        except Superseded:
+            self.remove(artifact_id)  # named by no slot of the retry's record: only its garbage
+            raise
         if old:  # still listed: if this remove is cut short, the next save repeats it
             self.remove(old)
         return artifact_id
 
     def restore_checkpoints(self, trial: optuna.Trial, dest: Callable[[str], Path]) -> dict[str, int]:
         """Download the checkpoints this trial holds (a retry: the dead trial's) to ``dest(slot)``;
-        ``{slot: step}`` of what was restored."""
+        ``{slot: step}`` of what was restored. A checkpoint the store no longer has is skipped
+        with a warning: that slot trains from its start."""
         restored = {}
         for slot, ref in checkpoints_of(trial).items():
-            self.download(ref["artifact_id"], dest(slot), what=f"checkpoint of trial {trial.number}")
+            try:
+                self.download(ref["artifact_id"], dest(slot), what=f"checkpoint of trial {trial.number}")
+            except ArtifactStoreError as exc:
+                _logger.warning("%s; trial %d trains %s from its start", exc, trial.number, slot)
+                continue
             restored[slot] = int(ref["step"])
         return restored
 
-    def drop_checkpoints(self, trial: optuna.Trial) -> None:
-        """Remove the trial's checkpoints once its result is recorded: nothing resumes it any more."""
-        slots, garbage = _checkpoint_record(trial)
-        ids = list(dict.fromkeys([*garbage, *(ref["artifact_id"] for ref in slots.values())]))
-        if not ids:
+    def drop_checkpoints(self, trial: FrozenTrial | optuna.Trial) -> None:
+        """Remove a finished trial's checkpoints: its result is recorded, nothing resumes it. (Its
+        record, frozen with the trial, still names them: a drop cut short can be repeated.)"""
+        attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else system_attrs(trial)
+        record = attrs.get(CHECKPOINTS_SYSTEM_ATTR)
+        if not isinstance(record, Mapping):
             return
-        _write_record(trial, {}, ids)
-        for artifact_id in ids:
+        slots = checkpoint_slots(attrs)
+        for artifact_id in dict.fromkeys([*(record.get("garbage") or []), *(r["artifact_id"] for r in slots.values())]):
             self.remove(artifact_id)
-        _write_record(trial, {}, [])
 
 
 def checkpoint_slots(system_attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -182,19 +206,24 @@ def checkpoint_slots(system_attrs: Mapping[str, Any]) -> dict[str, dict[str, Any
 
 def checkpoints_of(trial: optuna.Trial) -> dict[str, dict[str, Any]]:
     """The trial's checkpoint per slot."""
-    return checkpoint_slots(trial.storage.get_trial_system_attrs(trial._trial_id))
+    return checkpoint_slots(system_attrs(trial))
 
 
 def _checkpoint_record(trial: optuna.Trial) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
+    attrs = system_attrs(trial)
     record = attrs.get(CHECKPOINTS_SYSTEM_ATTR)
     garbage = list(record.get("garbage") or []) if isinstance(record, Mapping) else []
     return checkpoint_slots(attrs), garbage
 
 
-def _write_record(trial: optuna.Trial, slots: Mapping[str, Any], garbage: list[str]) -> None:
-    trial.storage.set_trial_system_attr(trial._trial_id, CHECKPOINTS_SYSTEM_ATTR,
-                                        {"slots": dict(slots), "garbage": garbage})
+def _write_record(trial: optuna.Trial, slots: Mapping[str, Any], garbage: list[str], lock: Any) -> None:
+    with lock if lock is not None else contextlib.nullcontext():
+        try:
+            if lock is not None and state_now(trial) != TrialState.RUNNING:
+                raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} is finished")
+            set_system_attr(trial, CHECKPOINTS_SYSTEM_ATTR, {"slots": dict(slots), "garbage": garbage})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise Superseded(f"trial {trial.number} was failed and retried by another worker") from None
 
 
 def open_artifact_store(location: ArtifactLocation | str | os.PathLike, flag: str = "--artifacts") -> ArtifactStore:
@@ -218,22 +247,35 @@ def open_artifact_store(location: ArtifactLocation | str | os.PathLike, flag: st
     return ArtifactStore(loc, FileSystemArtifactStore(loc.path))
 
 
-def study_artifact_store(study: optuna.Study, given: str | os.PathLike | None, default_dir: Path) -> ArtifactStore:
+def study_artifact_store(study: optuna.Study, given: str | os.PathLike | None, default_dir: Path,
+                         lock: Any = None) -> ArtifactStore:
     """The store of ``study``: the one it records, else ``given``, else ``default_dir``.
 
-    ``given`` is recorded in the study, so that every worker and export finds it; a ``given``
-    that differs from the recorded one is an error (the files would be split over two stores).
+    Whatever store a study starts with is recorded in it, so that every worker, a retry on another
+    machine and ``export`` find it from the storage alone. A ``given`` that differs from the
+    recorded one is an error (the files would be split over two stores), and so is a recorded
+    directory this machine cannot see: it is not created here, where it would be a second store.
+    ``lock`` (the study lock) makes reading and recording the store one step among workers.
     """
-    recorded = study.user_attrs.get(STORE_ATTR)
-    if given is not None:
-        loc = parse_artifact_location(given)
-        if recorded is not None and recorded != loc.text:
-            raise ArtifactStoreError(f"--artifacts {given}: study {study.study_name!r} keeps its files in {recorded}; "
-                                     "give that location or leave --artifacts out")
-        store = open_artifact_store(loc)
+    with lock if lock is not None else contextlib.nullcontext():
+        recorded = study.user_attrs.get(STORE_ATTR)
         if recorded is None:
+            loc = parse_artifact_location(given if given is not None else default_dir,
+                                          "--artifacts" if given is not None else "the run directory's artifact store")
+            store = open_artifact_store(loc)
             study.set_user_attr(STORE_ATTR, loc.text)
-        return store
-    if recorded is not None:
-        return open_artifact_store(recorded, flag=f"study {study.study_name!r}'s artifact store")
-    return open_artifact_store(default_dir, flag="the run directory's artifact store")
+            return store
+    if given is not None and parse_artifact_location(given).text != recorded:
+        raise ArtifactStoreError(f"--artifacts {given}: study {study.study_name!r} keeps its files in {recorded}; "
+                                 "give that location or leave --artifacts out")
+    return open_recorded_store(study.study_name, recorded)
+
+
+def open_recorded_store(study_name: str, recorded: str) -> ArtifactStore:
+    """Open the store a study records; a directory this machine cannot see is one line."""
+    loc = parse_artifact_location(recorded, f"study {study_name!r}'s artifact store")
+    if not loc.is_s3 and not loc.path.is_dir():
+        raise ArtifactStoreError(f"study {study_name!r} keeps its files in {loc.text}, which this machine cannot see "
+                                 "(no such directory); run where that directory is reachable, or start a study that "
+                                 "spans machines with --artifacts on a shared directory or s3://")
+    return open_artifact_store(loc, flag=f"study {study_name!r}'s artifact store")

@@ -33,7 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import Diverged
 from snnas.redact import redact_text
-from snnas.study.attrs import DETAIL_ATTR, REASON_ATTR, RETRY_HISTORY_SYSTEM_ATTR
+from snnas.study.adapter import RETRY_HISTORY_ATTR
+from snnas.study.attrs import DETAIL_ATTR, REASON_ATTR
 
 _logger = logging.getLogger(__name__)
 
@@ -52,6 +53,28 @@ class TrialFailed(Exception):
 
 
 FAILURE_CATCH: tuple[type[Exception], ...] = (TrialFailed,)
+
+
+class UnrecordedResult(Exception):
+    """A trial trained to ``values`` but its result could not be stored (the weights' upload, an
+    attribute write). The worker logs the values, fails the trial and queues it again: its
+    checkpoints are kept, so the retry resumes from the last one instead of training anew."""
+
+    def __init__(self, values: Any, cause: str, kept: str = ""):
+        self.values, self.cause, self.kept = values, cause, kept
+        super().__init__(cause)
+
+
+class Superseded(Exception):
+    """Another worker took this worker's trial over (its heartbeat lapsed and the trial was failed
+    and retried): stop, and touch none of the files the retry now owns."""
+
+
+def format_values(values: Any) -> str:
+    """An objective's value(s) for a log line."""
+    if isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
+        return "[" + ", ".join(format_values(v) for v in values) + "]"
+    return f"{values:.4g}" if isinstance(values, Real) else str(values)
 
 
 def one_line(text: Any, limit: int = _MAX_REASON_CHARS) -> str:
@@ -110,9 +133,12 @@ def _has_bad_value(value: Any) -> bool:
 
 
 def _record(trial: optuna.Trial, reason: str, detail: str) -> None:
-    trial.set_user_attr(REASON_ATTR, reason)
-    if detail and detail != reason:
-        trial.set_user_attr(DETAIL_ATTR, detail)
+    try:
+        trial.set_user_attr(REASON_ATTR, reason)
+        if detail and detail != reason:
+            trial.set_user_attr(DETAIL_ATTR, detail)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker took the trial over; the worker says so once it sees its state
 
 
 def guarded(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
@@ -125,7 +151,7 @@ def guarded(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial]
         failure: tuple[str, str] | None = None
         try:
             value = objective(trial)
-        except (optuna.TrialPruned, TrialFailed):
+        except (optuna.TrialPruned, TrialFailed, UnrecordedResult, Superseded):
             raise
         except Diverged as exc:
             detail = one_line(exc)
@@ -183,7 +209,7 @@ def list_failures(study: optuna.Study, include_pruned: bool = True, key_attr: st
     trials = study.get_trials(deepcopy=False)
     retried_as: dict[int, int] = {}
     for t in trials:
-        history = t.system_attrs.get(RETRY_HISTORY_SYSTEM_ATTR) or []
+        history = t.system_attrs.get(RETRY_HISTORY_ATTR) or []
         if history:
             retried_as[int(history[-1])] = t.number
     states = (TrialState.FAIL, TrialState.PRUNED) if include_pruned else (TrialState.FAIL,)

@@ -17,6 +17,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from snnas.study.adapter import requeue, storage_of, trial_id
 from snnas.study.attrs import REASON_ATTR, WORKER_ATTR
 from snnas.study.failures import INTERRUPTED, describe_exception
 
@@ -46,7 +47,7 @@ class Heartbeat:
             if self._stop.wait(self._interval):
                 return
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> "Heartbeat":
         if self._interval:
             self._thread = threading.Thread(target=self._beat, name="snnas-heartbeat", daemon=True)
             self._thread.start()
@@ -99,8 +100,7 @@ def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _lo
     processes); their leftover trials fail as ``interrupted``, as the workers' own would, and are
     not retried.
     """
-    storage = study._storage
-    callback = None if interrupted else getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    storage = storage_of(study)
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(WORKER_ATTR)
@@ -108,8 +108,8 @@ def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _lo
             continue
         try:
             if interrupted:
-                storage.set_trial_user_attr(t._trial_id, REASON_ATTR, INTERRUPTED)
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                storage.set_trial_user_attr(trial_id(t), REASON_ATTR, INTERRUPTED)
+            if not storage.set_trial_state_values(trial_id(t), state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
@@ -118,8 +118,10 @@ def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _lo
             log(f"trial {t.number}: its worker (process {worker['pid']}) was interrupted before it could close it; "
                 "closed as interrupted")
             continue
-        log(f"trial {t.number} was running in process {worker['pid']} on this machine, which is gone; "
-            "retrying it now (from its last checkpoint)")
-        if callback is not None:  # re-queues it, as a stale heartbeat would
-            callback(study, storage.get_trial(t._trial_id))
+        retry = requeue(study, storage.get_trial(trial_id(t)))  # as a stale heartbeat would
+        if retry is None:
+            log(f"trial {t.number} was running in process {worker['pid']} on this machine, which is gone; failed")
+        else:
+            log(f"trial {t.number} was running in process {worker['pid']} on this machine, which is gone; "
+                f"retrying it now as trial {retry} (from its last checkpoint)")
     return failed

@@ -10,17 +10,15 @@ Command line: ``python -m snnas.study.storage --check URL`` reports whether a UR
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import sys
 import time
-import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -29,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from snnas.argparsing import OneLineParser
 from snnas.errors import StorageError
+from snnas.study.adapter import quiet_experimental
 from snnas.redact import redact_text, redact_url
 
 _logger = logging.getLogger(__name__)
@@ -254,8 +253,7 @@ def open_storage(url: str | os.PathLike | None, default_path: str | os.PathLike 
     last_exc: BaseException | None = None
     for attempt in range(3):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with quiet_experimental():
                 storage = RDBStorage(
                     spec.url, engine_kwargs=_engine_kwargs(spec),
                     heartbeat_interval=int(heartbeat_interval),
@@ -404,12 +402,6 @@ def _direction(direction: str | optuna.study.StudyDirection) -> optuna.study.Stu
     raise StorageError(f"study direction '{direction}' is not one of minimize, maximize")
 
 
-@contextlib.contextmanager
-def quiet_experimental() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for the heartbeat features this project relies on."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
 
 
 # --------------------------------------------------------------------------------------------

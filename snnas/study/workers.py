@@ -4,13 +4,21 @@
 by up to one trial per extra worker. Here every worker starts a trial only under the study lock
 and only while ``finished + running < budget``, so N workers finish exactly ``budget`` COMPLETE or
 PRUNED trials between them. Failed trials (out of memory, errors) do not count: the budget is
-what the search *learned*, and a failure teaches nothing.
+what the search *learned*, and a failure teaches nothing. The worker that takes a trial writes
+itself down as its owner in the same locked step, so no other worker ever sees the trial running
+under a dead owner's name (a retry carries its dead predecessor's record until then).
 
 While others still run the last trials a worker waits rather than exits: if one of them dies,
 its heartbeat goes stale, a waiting worker fails it, ``RetryHeartbeatStaleTrialCallback``
 re-queues it and the waiting worker runs the retry, which resumes from the dead trial's
-checkpoint (:func:`retry_origin` names it). Storages without heartbeats (the journal file) cannot
+checkpoint (:mod:`snnas.study.artifacts`). Storages without heartbeats (the journal file) cannot
 tell a dead worker from a slow one, so there workers leave when nothing is left to start.
+
+A trial finishes in one order: the objective stores its files (the weights), the worker tells
+the value, and only then are the trial's checkpoints dropped from the artifact store. A result
+that cannot be recorded is logged with its value, its files stay, and the trial is queued again
+to resume from its last checkpoint. A worker whose heartbeat lapsed while it trained (its trial
+was failed and retried meanwhile) says so, with its value, and leaves every file to the retry.
 """
 from __future__ import annotations
 
@@ -19,7 +27,6 @@ import logging
 import signal
 import threading
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -29,25 +36,17 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from snnas.errors import SnnasError
-from snnas.study.attrs import FAILED_TRIAL_SYSTEM_ATTR, REASON_ATTR, WORKER_ATTR
-from snnas.study.failures import FAILURE_CATCH, INTERRUPTED, guarded
+from snnas.study import adapter
+from snnas.study.artifacts import ArtifactStore
+from snnas.study.attrs import DETAIL_ATTR, REASON_ATTR, WORKER_ATTR
+from snnas.study.failures import (FAILURE_CATCH, INTERRUPTED, Superseded, UnrecordedResult, format_values, guarded,
+                                  one_line)
 from snnas.study.heartbeats import Heartbeat, fail_dead_local_trials, heartbeat_interval, this_worker
 from snnas.study.locks import StudyLock, study_lock
-from snnas.study.storage import quiet_experimental
 
 _logger = logging.getLogger(__name__)
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def retry_origin(trial: optuna.Trial) -> int:
-    """The number of the trial this one retries (the first of a chain), or its own number.
-
-    A retry resumes from its origin's checkpoint, so checkpoints are filed by this number.
-    """
-    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    origin = attrs.get(FAILED_TRIAL_SYSTEM_ATTR)
-    return trial.number if origin is None else int(origin)
 
 
 @dataclass
@@ -99,21 +98,16 @@ def interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(signal.SIGINT)
 
 
-def _ask(study: optuna.Study) -> optuna.Trial:
-    """The next trial: a retry of a failed trial before anything else queued, then Optuna's order."""
-    storage = study._storage
+def _take(study: optuna.Study) -> optuna.Trial:
+    """The next trial (call it under the study lock, and write its owner in the same step): a retry
+    of a failed trial before anything else queued, then Optuna's order."""
+    trial = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.system_attrs.get(FAILED_TRIAL_SYSTEM_ATTR) is None:
-            continue
-        try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return optuna.Trial(study, t._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for Study.optimize; this loop beats itself.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-        return study.ask()
+        if t.system_attrs.get(adapter.FAILED_TRIAL_ATTR) is not None:
+            trial = adapter.take_waiting(study, t)
+            if trial is not None:
+                break
+    return trial if trial is not None else adapter.ask(study)
 
 
 def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, storage: BaseStorage,
@@ -121,14 +115,17 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                catch: Sequence[type[Exception]] = FAILURE_CATCH,
                callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
                timeout_s: float | None = None, poll_s: float = 0.5,
-               log: Callable[[str], None] = _logger.warning) -> WorkerSummary:
+               log: Callable[[str], None] = _logger.warning, artifacts: ArtifactStore | None = None) -> WorkerSummary:
     """Run trials of ``study`` until it holds ``budget`` COMPLETE + PRUNED trials.
 
     Enqueued (WAITING) trials are taken first, as Optuna's ``ask`` does, and count like any
     other. ``objective`` runs under the failure policy (:func:`snnas.study.failures.guarded`);
     ``catch`` lists the exceptions that fail a trial without stopping the worker. ``callbacks``
     are Optuna-style ``callback(study, frozen_trial)``. ``timeout_s`` stops starting new trials
-    after that many seconds. Safe to start many times, on many machines, on one study.
+    after that many seconds. ``artifacts``: the study's artifact store, whose checkpoints of a
+    trial are dropped once its result is told. ``log`` gets what the user must read (a dead
+    worker's trial retried, a result that could not be recorded). Safe to start many times, on
+    many machines, on one study.
     """
     if int(budget) < 1:
         raise SnnasError(f"trial budget must be at least 1, not {budget}")
@@ -150,12 +147,12 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                 try:
                     if interval:
                         fail_dead_local_trials(study, log)
-                        with quiet_experimental():
-                            optuna.storages.fail_stale_trials(study)
+                        adapter.fail_stale_trials(study)
                     finished, running = _count(study)
                     if finished < budget and finished + running < budget:
                         with interrupts_deferred():
-                            trial = _ask(study)
+                            trial = _take(study)
+                            adapter.set_system_attr(trial, WORKER_ATTR, this_worker())  # before the lock goes
                 finally:
                     summary.lock_held_s += time.monotonic() - acquired
             if finished >= budget:
@@ -170,7 +167,7 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
                 time.sleep(poll_s)
                 continue
             announced_wait = False
-            frozen = _run_trial(study, storage, trial, run, catch, interval)
+            frozen = _run_trial(study, storage, trial, run, catch, interval, artifacts, log)
         except KeyboardInterrupt:
             if trial is not None:  # interrupted between taking the trial and training it: close it too
                 _close_interrupted(study, storage, trial)
@@ -184,33 +181,50 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
 
 def _close_interrupted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
     """Fail a trial this worker holds as ``interrupted`` (a no-op once it is finished)."""
-    if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-        trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+    if adapter.state_now(trial) == TrialState.RUNNING:
+        try:
+            trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, run: Callable,
-               catch: tuple[type[Exception], ...], interval: int | None) -> FrozenTrial:
+               catch: tuple[type[Exception], ...], interval: int | None, artifacts: ArtifactStore | None,
+               log: Callable[[str], None]) -> FrozenTrial:
     value: Any = None
     state: TrialState | None = None
     error: BaseException | None = None
-    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, this_worker())
-    with Heartbeat(storage, trial._trial_id, interval):
+    unrecorded: UnrecordedResult | None = None
+    with Heartbeat(storage, adapter.trial_id(trial), interval):
         try:
             value = run(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
+        except UnrecordedResult as exc:
+            state, unrecorded, value = TrialState.FAIL, exc, exc.values
+        except Superseded:
+            state = TrialState.FAIL
         except KeyboardInterrupt as exc:
             state, error = TrialState.FAIL, exc
-            trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+            try:
+                trial.set_user_attr(REASON_ATTR, INTERRUPTED)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
         except Exception as exc:  # noqa: BLE001 - judged against `catch` below, after telling
             state, error = TrialState.FAIL, exc
-    # skip_if_finished: when this worker was too slow to beat, another one may have failed (and
-    # re-queued) the trial already; its retry stands and this result is dropped.
+    if adapter.state_now(trial) != TrialState.RUNNING:  # failed by another worker while this one ran it
+        return _superseded(study, storage, trial, value, unrecorded, log)
+    if unrecorded is not None:
+        return _fail_unrecorded(study, trial, unrecorded, log)
     if state is None:
         frozen = study.tell(trial, value, skip_if_finished=True)
+        if frozen.state != TrialState.COMPLETE:  # failed by another worker between the check and the tell
+            return _superseded(study, storage, trial, value, None, log)
     else:
         frozen = study.tell(trial, state=state, skip_if_finished=True)
+    if artifacts is not None and frozen.state in _FINISHED:  # recorded: nothing resumes this trial any more
+        artifacts.drop_checkpoints(frozen)
     if frozen.state == TrialState.COMPLETE:
         _logger.info("trial %d finished: %s", frozen.number, frozen.values)
     elif frozen.state == TrialState.PRUNED:
@@ -219,4 +233,37 @@ def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, r
         _logger.warning("trial %d failed: %s", frozen.number, frozen.user_attrs.get(REASON_ATTR, error))
     if error is not None and not isinstance(error, catch):
         raise error
+    return frozen
+
+
+def _superseded(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, value: Any,
+                unrecorded: UnrecordedResult | None, log: Callable[[str], None]) -> FrozenTrial:
+    """Say plainly that another worker took ``trial`` over; its files are the retry's now."""
+    frozen = storage.get_trial(adapter.trial_id(trial))
+    retries = [t.number for t in study.get_trials(deepcopy=False)
+               if (t.system_attrs.get(adapter.RETRY_HISTORY_ATTR) or [None])[-1] == trial.number]
+    by = f"retried as trial {retries[0]}" if retries else "failed"
+    result = f"finished with {format_values(value)}" if value is not None else "stopped"
+    kept = f"; this run's files stay in {unrecorded.kept}" if unrecorded is not None and unrecorded.kept else ""
+    log(f"trial {trial.number}: {result}, but its heartbeat had lapsed and another worker had {by}: "
+        f"superseded, this result is not recorded{kept}")
+    return frozen
+
+
+def _fail_unrecorded(study: optuna.Study, trial: optuna.Trial, unrecorded: UnrecordedResult,
+                     log: Callable[[str], None]) -> FrozenTrial:
+    """Fail a trial whose result could not be stored and queue it again: it keeps its checkpoints,
+    so the retry resumes from the last one."""
+    reason = one_line(f"result not recorded: {unrecorded.cause}")
+    try:
+        trial.set_user_attr(REASON_ATTR, reason)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    retry = adapter.requeue(study, frozen, without_user_attrs=(REASON_ATTR, DETAIL_ATTR))
+    kept = f"; its files stay in {unrecorded.kept}" if unrecorded.kept else ""
+    then = f"retried as trial {retry}, which resumes from its checkpoints" if retry is not None else \
+        "not retried (no retries left, or none on this storage); its checkpoints stay in the artifact store"
+    log(f"trial {trial.number}: trained to {format_values(unrecorded.values)} but the result could not be recorded "
+        f"({unrecorded.cause}){kept}; {then}")
     return frozen
