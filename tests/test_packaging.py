@@ -94,5 +94,5 @@ def test_names_come_from_the_package_and_paths_from_anywhere(tmp_path):
     assert load_space(str(copy)).source == str(copy)  # --space path/to/file.toml still works
     with pytest.raises(SpaceError, match="mine2.toml: not found"):
         load_space(str(tmp_path / "mine2.toml"))
-    with pytest.raises(SpaceError, match="unknown; known spaces: dense_additive, dense_ops, uniform, wiring"):
+    with pytest.raises(SpaceError, match="unknown; known spaces: dense_additive, dense_ops, efficient, uniform, wiring"):
         load_space("mine")
