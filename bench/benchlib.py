@@ -7,8 +7,10 @@ of processes can work through the same list, and a kill loses only the runs in f
 """
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from snnas.cli.search import add_arguments, options_from
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json
 
@@ -126,3 +129,21 @@ def time_infer(model, x) -> float:
     t = time.perf_counter()
     model(x)
     return time.perf_counter() - t
+
+
+def split_search_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """A bench's own arguments and, after ``--``, the ones it hands to the search (``scripts/search.py``'s flags)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def search_command(args: list[str]):
+    """``(SearchOptions, namespace)`` of a search command line, parsed by the search's own parser
+    (so a bench runs exactly what ``scripts/search.py`` with these flags would)."""
+    parser = argparse.ArgumentParser(prog="search")
+    add_arguments(parser)
+    ns = parser.parse_args(args)
+    return options_from(ns), ns

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from benchlib import SharedResults, set_threads
+from benchlib import SharedResults, search_command, set_threads, split_search_args
 
 from snnas.cli import run_guarded
-from snnas.cli.search import add_arguments, options_from
 from snnas.data import load_splits
 from snnas.fit import GenotypeFit
 from snnas.presets import get_preset
@@ -41,9 +40,7 @@ REFERENCE = "danet_b_resnet18"
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    search_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    own, search_args = split_search_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="efficient")
@@ -59,13 +56,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def search_options(args: argparse.Namespace, sampler: str, rep: int, search_args: list[str]):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    ns = parser.parse_args(["--space", args.space, "--objectives", ",".join(OBJ), "--trials", str(args.trials),
-                            "--promote", str(args.promote), "--sampler", sampler, "--seed", str(rep),
-                            "--study", f"{args.space}-{sampler}-r{rep}", "--out", str(args.work), "--no-progress",
-                            *search_args])
-    return options_from(ns)
+    options, _ = search_command(["--space", args.space, "--objectives", ",".join(OBJ), "--trials", str(args.trials),
+                                 "--promote", str(args.promote), "--sampler", sampler, "--seed", str(rep),
+                                 "--study", f"{args.space}-{sampler}-r{rep}", "--out", str(args.work),
+                                 "--no-progress", *search_args])
+    return options
 
 
 def measure(result, options, chance: float) -> dict[str, Any]:

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from benchlib import SharedResults, set_threads, work_through
+from benchlib import SharedResults, search_command, set_threads, split_search_args, work_through
 from groundtruth import train_row
 
 from snnas.cli import run_guarded
 from snnas.cli.retrain import retrain_command
-from snnas.cli.search import add_arguments, options_from
 from snnas.data import load_splits
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json, parse_json, read_text
@@ -49,9 +48,7 @@ MODES = {"acc": ("acc",), "acc,sops": ("acc", "sops"), "acc,energy": ("acc", "en
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    search_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    own, search_args = split_search_args(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", type=Path, default=Path("bench/results/groundtruth_fashion10.json"))
@@ -70,13 +67,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def search_options(mode: str, args: argparse.Namespace, search_args: list[str]):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     prefix = "outcome" if args.space == "dense_additive" else f"outcome-{args.space}"
-    ns = parser.parse_args(["--space", args.space, "--trials", str(args.trials), "--promote", str(args.promote),
-                            "--objectives", mode, "--study", f"{prefix}-{mode.replace(',', '-')}",
-                            "--out", str(args.work / "search"), "--no-progress", *search_args])
-    return options_from(ns), ns
+    return search_command(["--space", args.space, "--trials", str(args.trials), "--promote", str(args.promote),
+                           "--objectives", mode, "--study", f"{prefix}-{mode.replace(',', '-')}",
+                           "--out", str(args.work / "search"), "--no-progress", *search_args])
 
 
 def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import optuna
 
-from benchlib import SharedResults
+from benchlib import SharedResults, split_search_args
 from snnas.errors import SnnasError
 from snnas.study.storage import open_storage
 
@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--cache-dir", type=Path, default=REPO / "runs" / ".cache")
-    argv = sys.argv[1:] if argv is None else argv
-    search_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, search_args = split_search_args(argv)
+    args = parser.parse_args(own)
     try:
         configs = [parse_config(c) for c in args.configs]
         results = SharedResults(args.out, "snnas-search-workers/1",

@@ -146,5 +146,12 @@ def test_a_search_with_energy_as_objective_promotes_its_front(tmp_path):
     assert promoted == {TrialAttrs.of(t).key for t in networks}
     pareto = {p.key for p in front([Point(TrialAttrs.of(t).key, tuple(t.values)) for t in done], OBJ)}
     assert promoted <= pareto
-    report = (out / "tiny_efficient" / "report.md").read_text()
-    assert "Pareto" in report
+    run = out / "tiny_efficient"
+    for plot in ("pareto_energy.png", "pareto_energy_phase2.png"):  # the accuracy-energy front of each phase
+        assert (run / "plots" / plot).stat().st_size > 0
+    report = (run / "report.md").read_text()
+    board = [line for line in report.splitlines() if line.startswith("| ") and "`" in line]
+    on_front = [line for line in board if line.rstrip().split("|")[-3].strip() == "yes"]
+    assert on_front
+    danet_b = next(line for line in board if "danet_b_resnet18" in line)
+    assert danet_b.split("|")[-4].strip() == "1.00"  # energies as multiples of DANet-B-18's (a seed here)

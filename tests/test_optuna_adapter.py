@@ -107,3 +107,14 @@ def test_stale_trials_fail_and_are_requeued_and_metrics_are_named(tmp_path):
     assert [t.system_attrs[adapter.FAILED_TRIAL_ATTR] for t in study.get_trials(states=(TrialState.WAITING,))] == [0]
     adapter.name_metrics(study, ["val_acc"])
     assert study.metric_names == ["val_acc"]
+
+
+def test_hypervolume_and_its_greedy_subset_are_what_the_adapter_says():
+    import numpy as np
+
+    losses = np.array([[-0.9, 1.0], [-0.8, 0.5], [-0.5, 0.1]])
+    ref = np.array([0.0, 2.0])
+    # rectangles by hand: 0.9 x 1 + 0.8 x 0.5 + 0.5 x 0.4
+    assert adapter.hypervolume(losses, ref) == pytest.approx(0.9 + 0.4 + 0.2)
+    # alone: 0.9, 1.2, 0.95; the greedy first takes row 1, then row 2 adds 0.2 against row 0's 0.1 x 1
+    assert adapter.hypervolume_subset(losses, 2, ref) == [1, 2]

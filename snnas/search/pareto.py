@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from optuna._hypervolume import _solve_hssp, compute_hypervolume
 
-DIRECTIONS = {"acc": "maximize", "sops": "minimize", "energy": "minimize", "latency": "minimize"}
+from snnas.search.attrs import OBJECTIVE_DIRECTIONS as DIRECTIONS
+from snnas.study import adapter
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def hypervolume(points: Sequence[Point], objectives: Sequence[str], reference: S
     inside = losses[np.all(losses < ref, axis=1)] if len(points) else losses
     if not len(inside):
         return 0.0
-    return float(compute_hypervolume(inside, ref))
+    return adapter.hypervolume(inside, ref)
 
 
 def select_by_hypervolume(points: Sequence[Point], objectives: Sequence[str], k: int,
@@ -69,7 +69,6 @@ def select_by_hypervolume(points: Sequence[Point], objectives: Sequence[str], k:
     if len(pareto) > k:
         ref = _reference_loss(reference, objectives)
         losses = np.minimum(_losses(pareto, objectives), ref - 1e-12)  # a point past the reference still counts as a corner
-        chosen = _solve_hssp(losses, np.arange(len(pareto)), k, ref)
-        pareto = [pareto[i] for i in sorted(int(c) for c in chosen)]
+        pareto = [pareto[i] for i in adapter.hypervolume_subset(losses, k, ref)]
     first = DIRECTIONS[objectives[0]] == "maximize"
     return sorted(pareto, key=lambda p: -p.values[0] if first else p.values[0])

@@ -13,7 +13,9 @@ import copy
 import warnings
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import optuna
+import optuna._hypervolume as _optuna_hv
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -132,3 +134,16 @@ def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:
     """Name the study's objectives (optuna-dashboard shows them instead of "Objective 0")."""
     with quiet_experimental():
         study.set_metric_names(list(names))
+
+
+def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
+    """The volume ``losses`` (every objective minimised, one row a point, each below ``reference``)
+    dominate up to ``reference``: ``optuna._hypervolume.compute_hypervolume``, what Optuna's own
+    multi-objective samplers use (no public name)."""
+    return float(_optuna_hv.compute_hypervolume(losses, reference))
+
+
+def hypervolume_subset(losses: np.ndarray, k: int, reference: np.ndarray) -> list[int]:
+    """Row indices of ``k`` of ``losses`` chosen greedily for hypervolume: Optuna's
+    ``_hypervolume._solve_hssp`` (the subset selection its TPE and NSGA-III use; no public name)."""
+    return sorted(int(i) for i in _optuna_hv._solve_hssp(losses, np.arange(len(losses)), k, reference))
