@@ -92,6 +92,8 @@ SWEEP = (
     ProxySetting("10s-f10-e2", 10, "fashion-10", 900, 2, lr_per_256=0.8),
     ProxySetting("20s-f10", 20, "fashion-10", 1200, 3),
     ProxySetting("20s-f5", 20, "fashion-5", 2400, 3),
+    # the search's phase 2 (four times phase 1's images, the same sprint recipe): what promotion ranks by
+    ProxySetting("40s-f10-lr0.8", 40, "fashion-10", 2400, 3, lr_per_256=0.8),
 )
 SETTINGS = {s.name: s for s in SWEEP}
 
@@ -100,6 +102,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--against", type=Path, required=True, help="ground-truth table (bench/groundtruth.py's JSON)")
+    p.add_argument("--also", type=Path, nargs="*", default=[],
+                   help="more full-training results at the table's fidelity (bench/fulltrain.py's JSON): their "
+                   "networks join the truth (a space beyond the table's, e.g. efficient's shrinks)")
+    p.add_argument("--presets", default=None,
+                   help="keep only these of the table's networks, by preset name (the --also networks all stay)")
     p.add_argument("--settings", default=",".join(SETTINGS), help="sweep settings to run, by name")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--out", type=Path, default=Path("bench/results/proxy_sweep.json"))
@@ -123,10 +130,52 @@ def run_proxy(setting: ProxySetting, net: dict[str, Any], seed: int, width_mult:
         raise SnnasError(f"{net['genotype']} builds {fit.genotype.key} here, not the table's {net['key']}")
     results = fit.run()
     curve = val_curve(results)
+    measured = fit.measure()  # what a search ranks energy by: the proxy's own firing rates
     return {"setting": setting.name, "describe": setting.describe(), "key": net["key"], "seed": seed,
-            "val_acc": curve[-1], "val_curve": curve,
+            "val_acc": curve[-1], "val_curve": curve, "energy_mj": measured["energy_mj"], "sops": measured["sops"],
             "wall_s": round(time.monotonic() - started, 2), "depth": net.get("depth"),
             "threads": torch.get_num_threads(), "classes": splits.num_classes}
+
+
+def truth_table(against: Path, also: list[Path], presets: str | None) -> Table:
+    """The table, narrowed to ``presets`` and joined by the ``also`` results trained at its fidelity."""
+    table = Table.read(against)
+    runs = list(table.runs)
+    if presets:
+        wanted = {p for p in presets.split(",") if p}
+        known = {p for r in runs for p in (r.get("presets") or [r.get("preset")]) if p}
+        if wanted - known:
+            raise SnnasError(f"--presets: {', '.join(sorted(wanted - known))} not in {against}")
+        runs = [r for r in runs if wanted & set(r.get("presets") or [r.get("preset")])]
+    width = (table.settings.get("fit") or {}).get("width_mult")
+    seen = {(r["key"], r["seed"]) for r in runs}
+    for path in also:
+        extra = Table.read(path)
+        theirs = (extra.settings.get("data"), (extra.settings.get("fit") or {}).get("width_mult"))
+        if theirs != (table.settings.get("data"), width):
+            raise SnnasError(f"--also {path}: trained on {theirs[0]} at width {theirs[1]}, "
+                             f"not the table's {table.settings.get('data')} at width {width}")
+        for r in extra.runs:
+            if (r["key"], r["seed"]) not in seen:
+                seen.add((r["key"], r["seed"]))
+                runs.append(dict(r, depth=r.get("depth") or r.get("name")))
+    return Table(table.settings, tuple(runs), table.path)
+
+
+def energy_agreement(mean_energy: dict[str, float], table: Table) -> dict[str, float] | None:
+    """The proxy's energy per image against the same networks' energy after full training: firing
+    rates move with training, so the energy a search ranks by is itself a proxy."""
+    full: dict[str, list[float]] = {}
+    for r in table.runs:
+        if isinstance(r.get("energy_mj"), (int, float)):
+            full.setdefault(r["key"], []).append(float(r["energy_mj"]))
+    shared = [k for k in mean_energy if k in full]
+    if len(shared) < 4:
+        return None
+    truth = {k: statistics.fmean(full[k]) for k in shared}
+    ratios = [mean_energy[k] / truth[k] for k in shared]
+    return {"tau": kendall_tau({k: mean_energy[k] for k in shared}, truth), "networks": len(shared),
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -> dict[str, Any] | None:
@@ -140,6 +189,11 @@ def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -
     if not complete:
         return None
     mean = {k: statistics.fmean(per_seed[s][k] for s in complete) for k in truth}
+    energies: dict[str, list[float]] = {}
+    for r in mine:
+        if r["seed"] in complete and isinstance(r.get("energy_mj"), (int, float)):
+            energies.setdefault(r["key"], []).append(r["energy_mj"])
+    energy = energy_agreement({k: statistics.fmean(v) for k, v in energies.items()}, table)
     chance = 1.0 / mine[0]["classes"]
     table_chance = 1.0 / int(str(table.settings.get("data", "x-10")).split(":")[0].rsplit("-", 1)[-1] or 10)
     stuck = sorted(k for k in truth if mean[k] < chance + CHANCE_MARGIN and truth[k] > table_chance + LEARNS_MARGIN)
@@ -153,7 +207,7 @@ def summarize(setting: ProxySetting, runs: list[dict[str, Any]], table: Table) -
         "tau_per_seed": {s: kendall_tau(per_seed[s], truth) for s in complete},
         "top3_recall": top_k_recall(mean, truth, 3), "proxy_seed_tau": statistics.fmean(seed_taus) if seed_taus else None,
         "at_chance_but_learns": stuck, "wall_s_resnet18": statistics.fmean(walls18) if walls18 else None,
-        "wall_s_mean": statistics.fmean(walls), "mean_val_acc": mean,
+        "wall_s_mean": statistics.fmean(walls), "mean_val_acc": mean, "energy_vs_full": energy,
     }
 
 
@@ -197,6 +251,12 @@ def report(runs: list[dict[str, Any]], table: Table, names: list[str], plot_path
               f"{seed_tau} | {len(s['at_chance_but_learns'])} | {s['train_images']:,} | "
               + (f"{s['calibrated_wall_s']:.1f}" if s["calibrated_wall_s"] else "-")
               + f" | {s['wall_s_resnet18'] or 0:.1f} | {s['wall_s_mean']:.1f} |")
+    for s in summaries:
+        e = s["energy_vs_full"]
+        if e:
+            print(f"{s['setting']}: energy per image against full training over {e['networks']} networks: Kendall tau "
+                  f"{e['tau']:.2f}, proxy/full ratio median {e['ratio_median']:.2f} (range {e['ratio_min']:.2f}-"
+                  f"{e['ratio_max']:.2f})")
     missing = [n for n in names if n not in {s["setting"] for s in summaries}]
     if missing:
         print(f"\nnot yet measured for every network: {', '.join(missing)}")
@@ -236,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
         raise SnnasError(f"--seeds {args.seeds!r}: expected integers separated by commas") from None
-    table = Table.read(args.against)
+    table = truth_table(args.against, args.also, args.presets)
     width = float((table.settings.get("fit") or {}).get("width_mult", 0.25))
     nets = {n.key: {"key": n.key, "genotype": n.genotype, "depth": n.extra.get("depth")} for n in table.networks()}
     settings = {"against": str(args.against), "width_mult": width}  # each run names its setting and describes it

@@ -20,8 +20,10 @@ from scipy.stats import kendalltau
 
 from snnas.errors import SnnasError
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "bench" / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "bench" / "results"  # a checkout's measurements
+PACKAGED_DIR = Path(__file__).resolve().parent / "tables"  # the copies a wheel ships
 TABLE_FORMAT = "snnas-groundtruth/1"
+MIN_TAU_NETWORKS = 4  # fewer networks than this give a Kendall tau of -1, 0 or 1 by chance alone: not printed
 
 
 class GroundTruthError(SnnasError):
@@ -152,18 +154,31 @@ class Table:
         return self.settings.get("data") == data and int(self.settings.get("data_seed", 0)) == int(data_seed)
 
 
-def find_table(data: str, data_seed: int = 0, directory: str | Path = RESULTS_DIR) -> Table | None:
-    """The ground-truth table in ``directory`` trained on ``data``, if there is one (unreadable or
-    foreign files are skipped: a search never fails for want of a table)."""
-    directory = Path(directory)
-    for path in sorted(directory.glob("groundtruth_*.json")) if directory.is_dir() else []:
-        try:
-            table = Table.read(path)
-        except GroundTruthError:
-            continue
-        if table.matches(data, data_seed) and table.runs:
-            return table
+def table_dirs() -> list[Path]:
+    """Where tables are looked for: a checkout's ``bench/results`` (the newest measurements) first,
+    then the copies the package ships (an installed wheel has only these)."""
+    return [d for d in (RESULTS_DIR, PACKAGED_DIR) if d.is_dir()]
+
+
+def find_table(data: str, data_seed: int = 0, directory: str | Path | None = None) -> Table | None:
+    """The ground-truth table trained on ``data`` in ``directory`` (default: :func:`table_dirs`), if
+    there is one (unreadable or foreign files are skipped: a search never fails for want of a table)."""
+    for folder in [Path(directory)] if directory is not None else table_dirs():
+        for path in sorted(folder.glob("groundtruth_*.json")) if folder.is_dir() else []:
+            try:
+                table = Table.read(path)
+            except GroundTruthError:
+                continue
+            if table.matches(data, data_seed) and table.runs:
+                return table
     return None
+
+
+def no_table_reason(data: str, data_seed: int = 0) -> str:
+    """Why a search's leaderboard has no full-training column (one line for the user)."""
+    looked = ", ".join(str(d) for d in table_dirs()) or "no table folder"
+    return (f"full training: no ground-truth table trained on {data} (data seed {data_seed}) in {looked}; "
+            f"bench/groundtruth.py makes one, --groundtruth JSON names one")
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,9 @@ class Agreement:
     table_seed_tau: float
 
     def describe(self) -> str:
+        if self.networks < MIN_TAU_NETWORKS:
+            return (f"{self.networks} networks in the table, too few for a Kendall tau (at least {MIN_TAU_NETWORKS}); "
+                    f"the table's own seed-to-seed tau {self.table_seed_tau:.2f}")
         return (f"Kendall tau {self.tau:.2f} against full training over {self.networks} networks "
                 f"(top-3 recall {self.top3_recall:.2f}; the table's own seed-to-seed tau {self.table_seed_tau:.2f})")
 
@@ -196,6 +214,7 @@ def default_table_path(data: str) -> Path:
     return RESULTS_DIR / f"groundtruth_{slug(data)}.json"
 
 
-__all__ = ["Agreement", "GroundTruthError", "NetworkTruth", "RESULTS_DIR", "Table", "agreement", "default_table_path",
-           "find_table", "kendall_tau", "pairwise_taus", "top_k", "top_k_recall"]
+__all__ = ["Agreement", "GroundTruthError", "MIN_TAU_NETWORKS", "NetworkTruth", "PACKAGED_DIR", "RESULTS_DIR", "Table",
+           "agreement", "default_table_path", "find_table", "kendall_tau", "no_table_reason", "pairwise_taus",
+           "table_dirs", "top_k", "top_k_recall"]
 

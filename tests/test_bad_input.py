@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import resource
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -11,7 +14,7 @@ import torch
 from snnas.checkpoint import load_model, save_model
 from snnas.cli import main
 from snnas.compiler import build_model
-from snnas.compiler.size import SizeError
+from snnas.compiler.size import SizeError, cgroup_memory_bytes
 from snnas.data import FASHION_DEFAULT_DIR
 from snnas.errors import SnnasError
 from snnas.spaces import load_space
@@ -73,6 +76,55 @@ def test_sizes_that_ask_for_gigabytes_are_refused_with_a_way_out():
         build_model(huge, num_classes=10)
     one_line(*run_cli(["show", huge]), "GiB", "--allow-large")
     assert build_model("if|half64|basic.pa_a.64x2.s1.chain", num_classes=10) is not None
+
+
+def _limited_snnas(*args: str, address_space: int) -> subprocess.CompletedProcess:
+    """`snnas ARGS` in a child under ``ulimit -v`` (the limit this process has is left alone)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    return subprocess.run([sys.executable, "-m", "snnas", *args], capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+
+
+def test_the_memory_check_reads_ulimit_and_a_failed_allocation_is_one_line():
+    huge = "if|half64|basic.pa_b.16384x2.s1.chain"  # 27 GiB of weights
+    # under the machine's RAM a 2 GiB network passes the check; under `ulimit -v` (torch's mappings
+    # included) it does not, and the line names the limit that refused it
+    mid = "if|half64|basic.pa_b.4096x2.s1.chain"  # 1.7 GiB of weights
+    vm = _limited_snnas("show", mid, address_space=6 * 2**30)
+    assert vm.returncode == 2 and vm.stderr.count("\n") == 1, vm.stderr[-2000:]
+    assert "ulimit -v" in vm.stderr and "1.7 GiB (459,704,000 parameters)" in vm.stderr
+    # past the check (--allow-large), the allocator's refusal is one line naming the size, not a traceback
+    big = _limited_snnas("show", "--allow-large", huge, address_space=6 * 2**30)
+    assert big.returncode == 2 and big.stderr.count("\n") == 1, big.stderr[-2000:]
+    assert "allocating its weights failed" in big.stderr and "27.1 GiB" in big.stderr
+
+
+def test_cgroup_limits_are_read_from_the_process_own_group(tmp_path):
+    proc = tmp_path / "cgroup"
+    root = tmp_path / "fs"
+    (root / "box" / "inner").mkdir(parents=True)
+    (root / "box" / "memory.max").write_text("3221225472\n")  # 3 GiB on the parent
+    (root / "box" / "inner" / "memory.max").write_text("max\n")
+    proc.write_text("0::/box/inner\n")
+    assert cgroup_memory_bytes(proc, root) == 3 * 2**30
+    (root / "box" / "memory.max").write_text("max\n")
+    assert cgroup_memory_bytes(proc, root) is None
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)
+    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(str(2**30))
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "no limit"
+    proc.write_text("5:cpu,cpuacct:/job\n4:memory:/job\n")
+    assert cgroup_memory_bytes(proc, v1) == 2**30
+    assert cgroup_memory_bytes(tmp_path / "missing", root) is None
+
+
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path):
+    long = "x" * 5000
+    one_line(*run_cli(["show", "--space", long]), "too long for this file system", "(5,002 characters)")
+    one_line(*run_cli(["search", "--storage", f"sqlite:///{tmp_path}/{long}", "--trials", "1"]),
+             "too long for this file system")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_space_file_with_a_list_where_a_name_belongs(tmp_path):

@@ -13,8 +13,9 @@ import pytest
 
 from snnas.cli import retrain
 from snnas.data import FASHION_DEFAULT_DIR
-from snnas.groundtruth import (GroundTruthError, Table, agreement, find_table, kendall_tau, pairwise_taus, top_k,
-                               top_k_recall)
+from snnas.errors import SnnasError
+from snnas.groundtruth import (GroundTruthError, Table, agreement, find_table, kendall_tau, no_table_reason,
+                               pairwise_taus, top_k, top_k_recall)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -70,6 +71,56 @@ def test_find_table_matches_the_data_and_skips_foreign_files(tmp_path):
     assert find_table("imagenet-20:/x", 0, tmp_path) is None
     with pytest.raises(GroundTruthError, match="cannot read"):
         Table.read(tmp_path / "groundtruth_broken.json")
+
+
+def test_a_tau_over_fewer_than_four_networks_is_not_printed(tmp_path):
+    table = Table.read(hand_table(tmp_path, {"a": [.9], "b": [.8], "c": [.7], "d": [.6]}))
+    three = agreement({"a": 3, "b": 2, "c": 1}, table).describe()
+    assert "too few for a Kendall tau" in three and "1.00" not in three.split(";")[0]
+    four = agreement({"a": 4, "b": 3, "c": 1, "d": 2}, table).describe()
+    assert four.startswith("Kendall tau 0.67 against full training over 4 networks")
+
+
+def test_the_packaged_table_is_found_without_a_folder_and_a_missing_one_says_why():
+    table = find_table("fashion-10")
+    assert table is not None and table.settings["data"] == "fashion-10"
+    reason = no_table_reason("imagenet-20:/data/in", 3)
+    assert "no ground-truth table trained on imagenet-20:/data/in (data seed 3)" in reason and "\n" not in reason
+    assert find_table("imagenet-20:/data/in", 3) is None
+
+
+def test_proxy_truth_joins_full_trainings_beyond_the_table(tmp_path):
+    import proxy_fidelity
+
+    base = hand_table(tmp_path, {"a": [.9, .88], "b": [.8, .81]})
+    doc = json.loads(base.read_text())
+    for r, preset in zip(doc["runs"], ["pa", "pa", "pb", "pb"]):
+        r["preset"], r["energy_mj"] = preset, 1.0
+    doc["settings"]["fit"] = {"width_mult": 0.25}
+    base.write_text(json.dumps(doc))
+    extra = tmp_path / "more.json"
+    extra.write_text(json.dumps({"settings": {"data": "fashion-10", "fit": {"width_mult": 0.25}}, "runs": [
+        {"key": "c", "genotype": "g-c", "seed": 0, "test_acc": .85, "energy_mj": .5, "name": "shrink"},
+        {"key": "a", "genotype": "g-a", "seed": 0, "test_acc": .10}]}))  # a run the table has: the table's stays
+    truth = proxy_fidelity.truth_table(base, [extra], "pa")
+    assert {(r["key"], r["seed"]) for r in truth.runs} == {("a", 0), ("a", 1), ("c", 0)}
+    assert truth.mean_acc() == {"a": pytest.approx(.89), "c": pytest.approx(.85)}
+    with pytest.raises(SnnasError, match="--presets: zz not in"):
+        proxy_fidelity.truth_table(base, [], "pa,zz")
+    extra.write_text(json.dumps({"settings": {"data": "fashion-10", "fit": {"width_mult": 0.5}}, "runs": []}))
+    with pytest.raises(SnnasError, match="at width 0.5, not the table's fashion-10 at width 0.25"):
+        proxy_fidelity.truth_table(base, [extra], None)
+
+
+def test_proxy_energy_against_full_training_energy(tmp_path):
+    import proxy_fidelity
+
+    runs = [{"key": k, "seed": 0, "test_acc": .8, "energy_mj": e} for k, e in zip("abcd", (4.0, 3.0, 2.0, 1.0))]
+    table = Table({"data": "fashion-10"}, tuple(runs))
+    got = proxy_fidelity.energy_agreement({"a": 2.0, "b": 1.5, "c": 0.5, "d": 1.0}, table)
+    assert got["networks"] == 4 and got["tau"] == pytest.approx(4 / 6)
+    assert got["ratio_median"] == pytest.approx(0.5) and got["ratio_min"] == .25 and got["ratio_max"] == 1.0
+    assert proxy_fidelity.energy_agreement({"a": 2.0, "b": 1.0, "c": 1.0}, table) is None  # too few to rank
 
 
 def test_proxy_sweep_summary_against_a_hand_made_table(tmp_path):

@@ -26,9 +26,11 @@ import json, sys
 sys.path[:0] = [sys.argv[1]]
 sys.path += sys.argv[2:]
 import snnas
+from snnas.groundtruth import find_table
 from snnas.spaces import list_spaces, load_space
 names = list_spaces()
-print(json.dumps({"file": snnas.__file__, "names": names,
+table = find_table("fashion-10")
+print(json.dumps({"file": snnas.__file__, "names": names, "table": str(table.path) if table else None,
                   "spaces": {n: {"source": load_space(n).source, "seeds": load_space(n).seeds()} for n in names}}))
 """
 
@@ -61,6 +63,9 @@ def test_an_installed_wheel_loads_every_space_by_name(tmp_path):
         assert shipped == {f"snnas/spaces/catalog/{n}.toml" for n in names}
         for n in names:  # the very bytes of the checkout's files
             assert zf.read(f"snnas/spaces/catalog/{n}.toml") == (catalog / f"{n}.toml").read_bytes()
+        tables = {n for n in zf.namelist() if n.startswith("snnas/tables/") and n.endswith(".json")}
+        assert tables == {f"snnas/tables/{p.name}" for p in (ROOT / "snnas" / "tables").glob("groundtruth_*.json")}
+        assert tables, "the wheel ships no ground-truth table"
         [metadata] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
         requires = zf.read(metadata).decode().splitlines()
     # pip install 'snnas[dashboard]' brings optuna-dashboard
@@ -78,6 +83,7 @@ def test_an_installed_wheel_loads_every_space_by_name(tmp_path):
 
     assert Path(got["file"]).resolve().is_relative_to(site.resolve()), got["file"]  # the wheel, not the checkout
     assert got["names"] == names
+    assert got["table"] and Path(got["table"]).resolve().is_relative_to(site.resolve()), got["table"]
     for n in names:
         assert Path(got["spaces"][n]["source"]).resolve().is_relative_to(site.resolve())
         expected = [[preset, params] for preset, params in load_space(n).seeds()]
@@ -96,3 +102,12 @@ def test_names_come_from_the_package_and_paths_from_anywhere(tmp_path):
         load_space(str(tmp_path / "mine2.toml"))
     with pytest.raises(SpaceError, match="unknown; known spaces: dense_additive, dense_ops, efficient, uniform, wiring"):
         load_space("mine")
+
+
+def test_the_shipped_tables_are_the_measured_ones():
+    """The wheel's copies of the full-training tables are byte for byte the checkout's results (a
+    table re-measured under bench/results must be copied to snnas/tables/ too)."""
+    shipped = sorted((ROOT / "snnas" / "tables").glob("groundtruth_*.json"))
+    assert shipped
+    for path in shipped:
+        assert path.read_bytes() == (ROOT / "bench" / "results" / path.name).read_bytes(), path.name

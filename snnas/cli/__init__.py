@@ -5,12 +5,13 @@ User errors (:class:`snnas.errors.SnnasError`) end as one line on stderr with ex
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Any, Callable
 
 from snnas.argparsing import OneLineParser
-from snnas.errors import SnnasError, one_line
+from snnas.errors import SnnasError, excerpt, one_line
 
 # Sub-command modules under snnas.cli; each defines register(subparsers) and sets `func`.
 COMMANDS = ("show", "inspect", "search", "export", "retrain", "study", "nir")
@@ -41,6 +42,14 @@ def run_guarded(func: Callable[..., int | None], *args: Any) -> int:
     except KeyboardInterrupt:
         print("snnas: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path given by the user that the file system refuses outright
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        print(f"snnas: error: the path {excerpt(exc.filename)} is too long for this file system", file=sys.stderr)
+        return 2
+    except MemoryError:  # an allocation no estimate foresaw (a limit set after the check, fragmentation)
+        print("snnas: error: out of memory; lower the width, depth, resolution, T or batch size", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

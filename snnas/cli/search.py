@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     import optuna
 
-    from snnas.groundtruth import Table
+    from snnas.groundtruth import Table, no_table_reason
     from snnas.search.funnel import run_search
     from snnas.search.report import study_groundtruth, write_report
 
@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.no_report:
         truth = given or study_groundtruth(result.phase1)
+        if truth is None:
+            print(no_table_reason(options.phase2.data, options.data_seed))
         report = write_report(result.phase1, result.phase2, options.run_dir, print_leaderboard=True, truth=truth)
         print(f"report: {report}")
     print(f"search wall time: {time.monotonic() - started:.0f} s")

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from snnas.compiler.network import SpikingNet
-from snnas.compiler.size import SizeEstimate, check_fits, estimate
+from snnas.compiler.size import SizeError, SizeEstimate, check_fits, describe_size, estimate
 from snnas.errors import GenotypeError, excerpt
 from snnas.files import read_text
 from snnas.genotype import Genotype
@@ -40,12 +40,26 @@ def build_model(spec: "Genotype | str | Path", num_classes: int = 1000, in_chann
             raise GenotypeError(f"{name}: {value!r} is not allowed; expected an integer >= {lo}")
     if not isinstance(width_mult, (int, float)) or isinstance(width_mult, bool) or not 0 < width_mult <= 16:
         raise GenotypeError(f"width_mult: {width_mult!r} is not allowed; expected a number in (0, 16]")
+    weights = SizeEstimate(estimate(g, in_channels=in_channels, num_classes=num_classes, width_mult=float(width_mult),
+                                    batch_size=0).params, 0, copies=1)
     if not allow_large:
-        weights = estimate(g, in_channels=in_channels, num_classes=num_classes, width_mult=float(width_mult),
-                           batch_size=0)
-        check_fits(SizeEstimate(weights.params, 0, copies=1), f"network {excerpt(g.to_str())}")
-    return SpikingNet(g, num_classes=num_classes, in_channels=in_channels, timesteps=timesteps,
-                      width_mult=float(width_mult))
+        check_fits(weights, f"network {excerpt(g.to_str())}")
+    try:
+        return SpikingNet(g, num_classes=num_classes, in_channels=in_channels, timesteps=timesteps,
+                          width_mult=float(width_mult))
+    except (MemoryError, RuntimeError) as exc:  # a limit the check could not see (or --allow-large)
+        if not is_allocation_failure(exc):
+            raise
+        raise SizeError(f"network {excerpt(g.to_str())}: allocating its weights failed, {describe_size(weights)}; "
+                        "shrink the width, depth or classes") from None
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """The allocator's refusal: ``MemoryError`` or torch's RuntimeError about allocating memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,9 @@ activations as the convolution outputs autograd keeps, times T and the batch.
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
@@ -85,18 +87,85 @@ def machine_memory_bytes() -> int | None:
         return None
 
 
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None  # "max" (cgroup v2) means no limit
+
+
+def cgroup_memory_bytes(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max``, v1 ``memory.limit_in_bytes``),
+    the tightest along its path; None when there is none. A container's limit is far below the
+    machine's RAM that ``sysconf`` reports, and the kernel kills what crosses it without a word."""
+    try:
+        lines = proc_cgroup.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    limits = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: one unified hierarchy
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = (root / "memory" if (root / "memory").is_dir() else root), "memory.limit_in_bytes"
+        else:
+            continue
+        here = base / path.lstrip("/")
+        for folder in (here, *here.parents):
+            if folder == base.parent:
+                break
+            value = _read_int(folder / name)
+            if value is not None and value < 2**60:  # v1 writes "no limit" as a huge number
+                limits.append(value)
+    return min(limits) if limits else None
+
+
+def address_space_bytes(status: Path = Path("/proc/self/status")) -> int | None:
+    """What ``ulimit -v`` still leaves this process: the soft RLIMIT_AS less its present virtual
+    size (a CUDA build of torch maps gigabytes of address space before the first tensor)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        for line in status.read_text(encoding="ascii").splitlines():
+            if line.startswith("VmSize:"):
+                used = int(line.split()[1]) * 1024
+    except (OSError, UnicodeDecodeError, ValueError, IndexError):
+        pass
+    return max(0, soft - used)
+
+
+def memory_limit() -> tuple[int, str] | None:
+    """The tightest of the limits this process has, with the words that name it."""
+    found = [(v, what) for v, what in ((machine_memory_bytes(), "this machine's memory"),
+                                       (cgroup_memory_bytes(), "this process's cgroup memory limit"),
+                                       (address_space_bytes(), "the address space `ulimit -v` leaves this process"))
+             if v is not None]
+    return min(found) if found else None
+
+
 def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_fits(size: SizeEstimate, what: str, limit_bytes: int | None = None, allow_flag: str = "--allow-large") -> None:
-    """Raise :class:`SizeError` when ``size`` would take more than ``MEMORY_SHARE`` of ``limit_bytes``
-    (default: this machine's memory)."""
-    limit = limit_bytes if limit_bytes is not None else machine_memory_bytes()
-    if limit is None or size.total_bytes <= MEMORY_SHARE * limit:
-        return
+def describe_size(size: SizeEstimate) -> str:
     parts = f"{size.params:,} parameters" + (f", {_gib(size.activation_bytes)} of training activations per batch"
                                              if size.activation_bytes else "")
-    raise SizeError(f"{what} would need about {_gib(size.total_bytes)} ({parts}), more than "
-                    f"{MEMORY_SHARE:.0%} of the {_gib(limit)} here; shrink the width, depth, resolution, T or "
+    return f"about {_gib(size.total_bytes)} ({parts})"
+
+
+def check_fits(size: SizeEstimate, what: str, limit_bytes: int | None = None, allow_flag: str = "--allow-large") -> None:
+    """Raise :class:`SizeError` when ``size`` would take more than ``MEMORY_SHARE`` of ``limit_bytes``
+    (default: the tightest of the machine's memory, the cgroup's limit and ``ulimit -v``)."""
+    limit = (limit_bytes, "memory of the device") if limit_bytes is not None else memory_limit()
+    if limit is None or size.total_bytes <= MEMORY_SHARE * limit[0]:
+        return
+    raise SizeError(f"{what} would need {describe_size(size)}, more than "
+                    f"{MEMORY_SHARE:.0%} of the {_gib(limit[0])} of {limit[1]}; shrink the width, depth, resolution, T or "
                     f"batch, or pass {allow_flag} to try anyway")

@@ -209,7 +209,7 @@ def study_groundtruth(phase1: optuna.Study, directory: str | os.PathLike | None 
     attrs = StudyAttrs.of(phase1)
     for fid in (attrs.fidelity_phase2 or {}, attrs.fidelity_phase1 or {}):
         if fid.get("data"):
-            table = find_table(fid["data"], int(fid.get("data_seed") or 0), *([directory] if directory else []))
+            table = find_table(fid["data"], int(fid.get("data_seed") or 0), directory)
             if table is not None:
                 return table
     return None
