@@ -14,14 +14,21 @@ spread over seeds, and SOPs.
     python bench/search_outcome.py --report-only
 
 Resumable like the table (the search continues its study; each full training checkpoints every
-epoch). Results: ``bench/results/search_outcome_<data>.json`` (``found``, ``danets``, ``runs``)
+epoch), across machines too: while the search runs, its study (SQLite, both phases) is copied every
+``--snapshot-every`` seconds to ``bench/results/search_outcome_<space>_<data>.<mode>.study.db`` and
+its phase-1 trials summarized beside it (``.phase1.json``), both meant to be committed; a run whose
+``--work`` has no study starts from that copy (the trials' weights stay behind: phase 2 and the
+full trainings train from scratch, and a trial caught running resumes from its first epoch). Results: ``bench/results/search_outcome_<data>.json`` (``found``, ``danets``, ``runs``)
 and the plot beside it. Arguments after ``--`` go to the search (``scripts/search.py``'s flags).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import sqlite3
 import statistics
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,7 @@ from groundtruth import train_row
 from snnas.cli import run_guarded
 from snnas.cli.retrain import retrain_command
 from snnas.data import load_splits
+from snnas.data.spec import parse_data_spec
 from snnas.errors import SnnasError
 from snnas.files import atomic_write_json, parse_json, read_text
 from snnas.fit import FitSettings, built_genotype
@@ -40,7 +48,9 @@ from snnas.groundtruth import Table, slug
 from snnas.plots.files import plt, save_png
 from snnas.search.attrs import TrialAttrs
 from snnas.search.funnel import run_search
-from snnas.search.leaderboard import summarize
+from snnas.search.leaderboard import best_per_key, summarize
+from snnas.search.pareto import Point, front, hypervolume
+from snnas.study.artifacts import STORE_ATTR, parse_artifact_location
 
 OUTCOME_FORMAT = "snnas-search-outcome/1"
 DANETS = [f"danet_{x}_resnet{d}" for d in (18, 34) for x in "abcd"]
@@ -63,6 +73,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--hand-made", type=Path, default=None,
+                   help="full trainings of hand-made networks (bench/fulltrain.py's JSON) drawn beside the found "
+                   "ones on the energy plot (with --objectives acc,energy)")
+    p.add_argument("--snapshot-every", type=float, default=120.0,
+                   help="seconds between copies of the running search's study to bench/results (0: none)")
     return p.parse_args(own), search_args
 
 
@@ -90,6 +105,89 @@ def found_networks(result, mode: str, pareto_max: int) -> list[dict[str, Any]]:
                         "phase1_sops": attrs.sops, "phase1_energy_mj": attrs.energy_mj,
                         "seed_preset": attrs.seed_preset})
     return out
+
+
+PHASE1_FORMAT = "snnas-search-phase1/1"
+
+
+def phase1_summary(study: optuna.Study, objectives: tuple[str, ...], budget: int, chance: float) -> dict[str, Any]:
+    """The phase-1 trials so far, one row per network, with the front and its hypervolume
+    (reference: chance accuracy and the largest value of each other objective seen)."""
+    trials = best_per_key([t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE])
+    rows = []
+    for key, t in trials.items():
+        a = TrialAttrs.of(t)
+        rows.append({"trial": t.number, "key": key, "genotype": a.canonical, "seed_preset": a.seed_preset,
+                     "val_acc": t.values[0], "sops": a.sops, "energy_mj": a.energy_mj, "latency_ms": a.latency_ms,
+                     "params": a.params, "wall_s": a.wall_s})
+    doc: dict[str, Any] = {"format": PHASE1_FORMAT, "study": study.study_name, "objectives": list(objectives),
+                           "trials_budget": budget, "completed": len(rows), "trials": sorted(rows, key=lambda r: r["trial"])}
+    if len(objectives) > 1 and rows:
+        points = [Point(r["key"], tuple(t.values)) for r, t in zip(rows, trials.values())]
+        reference = (chance, *[max(p.values[i] for p in points) for i in range(1, len(objectives))])
+        doc.update(front_keys=[p.key for p in front(points, objectives)],
+                   hypervolume=hypervolume(points, objectives, reference), hypervolume_reference=list(reference))
+    return doc
+
+
+class StudySnapshots:
+    """Copies a running search's SQLite study (and its phase-1 summary) to files meant to be
+    committed, every ``every`` seconds and once more at the end: a session that ends mid-search
+    loses nothing it finished."""
+
+    def __init__(self, options, db_copy: Path, summary: Path, every: float):
+        self.options, self.db_copy, self.summary, self.every = options, db_copy, summary, every
+        self.source = options.run_dir / "study.db"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def restore(self) -> bool:
+        """Start from the committed copy when this machine has no study yet."""
+        if self.options.storage is not None or self.source.exists() or not self.db_copy.is_file():
+            return False
+        self.source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.db_copy, self.source)
+        # The study records its default store (this run directory's artifacts/); the weights stayed
+        # behind, so an empty one stands in. A store recorded elsewhere is left to refuse as usual.
+        default = parse_artifact_location(self.options.run_dir / "artifacts").text
+        for summary in optuna.get_all_study_summaries(f"sqlite:///{self.source}"):
+            if summary.user_attrs.get(STORE_ATTR) == default:
+                Path(default).mkdir(parents=True, exist_ok=True)
+        return True
+
+    def take(self) -> None:
+        if not self.source.is_file():
+            return
+        part = self.db_copy.with_name(self.db_copy.name + ".part")
+        src, dst = sqlite3.connect(self.source), sqlite3.connect(part)
+        try:
+            src.backup(dst)  # a consistent copy while the workers write
+        finally:
+            dst.close()
+            src.close()
+        part.replace(self.db_copy)
+        study = optuna.load_study(study_name=self.options.study_name, storage=f"sqlite:///{self.db_copy}")
+        classes = parse_data_spec(self.options.phase1.data).k or 10  # fashion without a count: its ten classes
+        atomic_write_json(self.summary, phase1_summary(study, self.options.objectives, self.options.trials, 1.0 / classes))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.take()
+            except (sqlite3.Error, OSError, KeyError) as exc:  # a snapshot missed is retried next time
+                print(f"snapshot skipped: {type(exc).__name__}: {exc}", flush=True)
+
+    def __enter__(self) -> StudySnapshots:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.every > 0:
+            self.take()
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,6 +245,69 @@ def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
     return save_png(fig, plot_path)
 
 
+def _front_line(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The staircase of the points no other beats (lower energy, higher accuracy), left to right."""
+    best, xs, ys = -1.0, [], []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            if xs:
+                xs.append(x)
+                ys.append(best)
+            xs.append(x)
+            ys.append(y)
+            best = y
+    return xs, ys
+
+
+def energy_plot(doc: dict[str, Any], hand_made: list[dict[str, Any]], path: Path) -> Path | None:
+    """Accuracy against energy (a ratio to DANet-B-18's) after full training: the DANets and their
+    front, the found networks and theirs, and hand-made networks when given."""
+    ref = next((d["energy_mj"] for d in doc["danets"] if d["name"] == "danet_b_resnet18"), None)
+    found = [f for f in doc["found"] if f["mode"] == "acc,energy" and "test_acc_mean" in f]
+    if ref is None or not (found or hand_made):
+        return None
+    b18 = next(d for d in doc["danets"] if d["name"] == "danet_b_resnet18")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    series = [("the DANets (the paper)", doc["danets"], "black", "s"), ("found by the search", found, "tab:green", "o"),
+              ("hand-made", hand_made, "tab:purple", "^")]
+    for label, nets, color, marker in series:
+        if not nets:
+            continue
+        pts = [(n["energy_mj"] / ref, 100 * n["test_acc_mean"]) for n in nets]
+        ax.errorbar([x for x, _ in pts], [y for _, y in pts], yerr=[50 * n["test_acc_spread"] for n in nets],
+                    fmt=marker, color=color, ms=5, capsize=2, label=f"{label} ({len(nets)})")
+        ax.plot(*_front_line(pts), color=color, lw=1, alpha=0.6)
+        for n, (x, y) in zip(nets, pts):
+            name = n.get("name") or n.get("seed_preset") or ""
+            if name and len(n["seeds"]) < len(b18["seeds"]):
+                name += f" ({len(n['seeds'])} seed{'s' if len(n['seeds']) > 1 else ''})"
+            if name:
+                ax.annotate(name.replace("_resnet", "-").replace("danet_", "DANet-"), (x, y),
+                            textcoords="offset points", xytext=(4, -8), fontsize=6)
+    ax.axvline(0.35, color="red", ls=":", lw=0.8, label="0.35x DANet-B-18's energy")
+    ax.axhline(100 * b18["test_acc_mean"] - 0.3, color="red", ls="--", lw=0.8, label="DANet-B-18 - 0.3 points")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per image, x DANet-B-18 (full training's firing rates; log scale)")
+    ax.set_ylabel("test accuracy, full training (%, mean; bars: half the seed spread)")
+    ax.set_title("Accuracy against energy at full training: the DANets' front and the found one")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_png(fig, path)
+
+
+def hand_made_networks(path: Path | None, seeds: list[int]) -> list[dict[str, Any]]:
+    """The hand-made networks of a fulltrain JSON, averaged over their seeds (every seed of ``seeds``
+    when they have them all, else what they have, marked by ``seeds``)."""
+    if path is None:
+        return []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in Table.read(path).runs:
+        if r.get("name") and r["seed"] in seeds:
+            groups.setdefault(r["name"], []).append(r)
+    return [{"name": name, "key": rows[0]["key"], "genotype": rows[0]["genotype"], **summarize_runs(rows)}
+            for name, rows in sorted(groups.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     args, search_args = parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -163,9 +324,16 @@ def main(argv: list[str] | None = None) -> int:
                           {"table": str(args.table), "fit": fit.to_dict()}, identity=lambda r: (r["key"], r["seed"]))
     found: list[dict[str, Any]] = []
     for mode, (options, _) in plans.items():
-        result = run_search(options, log=lambda msg: print(msg, flush=True)) if not args.report_only else None
-        if result is not None:
-            found += found_networks(result, mode, args.pareto_max)
+        if args.report_only:
+            continue
+        stem = f"{out.stem}.{mode.replace(',', '-')}"
+        snapshots = StudySnapshots(options, out.with_name(f"{stem}.study.db"), out.with_name(f"{stem}.phase1.json"),
+                                   args.snapshot_every)
+        if snapshots.restore():
+            print(f"study {options.study_name}: continuing from {snapshots.db_copy}", flush=True)
+        with snapshots:
+            result = run_search(options, log=lambda msg: print(msg, flush=True))
+        found += found_networks(result, mode, args.pareto_max)
     earlier = parse_json(read_text(out, "outcome", SnnasError), str(out), SnnasError) if out.exists() else {}
     if args.report_only:
         found = list(earlier.get("found", []))
@@ -207,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out, doc)
     plot = report(doc, table, out.with_suffix(".png"))
     print(f"results: {out}" + (f"\nplot: {plot}" if plot else ""))
+    if any(f["mode"] == "acc,energy" for f in doc["found"]) or args.hand_made:
+        drawn = energy_plot(doc, hand_made_networks(args.hand_made, seeds), out.with_name(out.stem + "_energy.png"))
+        if drawn:
+            print(f"energy plot: {drawn}")
     return 0
 
 

@@ -77,6 +77,7 @@ def test_export_best_writes_genotype_weights_picture_and_card(search, capsys):
     assert (f"python scripts/retrain.py --genotype {target}/genotype.json --data fashion-10 --timesteps 1,4"
             in card)
     assert "width multiplier 0.5" in card
+    assert "| SOPs / image | neuron MACs / image | energy (mJ) |" in card  # gwr's own MACs beside its SOPs
 
 
 def test_export_of_a_phase1_only_network_says_so(search):

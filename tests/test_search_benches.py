@@ -3,6 +3,7 @@ bench/search_outcome.py end to end on tiny networks and data (the plumbing, not 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,21 @@ def test_search_outcome_runs_end_to_end_on_tiny_networks(tmp_path):
         assert f["seeds"] == [0, 1] and 0 <= f["test_acc_mean"] <= 1 and f["sops"] > 0
         assert set(f) >= {"key", "genotype", "seeds", "test_acc_mean", "test_acc_spread", "sops"}
     assert out.with_suffix(".png").is_file() and "| network | found by |" in done.stdout
+    # the studies were copied beside the results as they ran, with their phase-1 trials summarized
+    for mode in ("acc", "acc-sops"):
+        summary = json.loads(out.with_name(f"outcome.{mode}.phase1.json").read_text())
+        assert summary["completed"] == len(summary["trials"]) >= 2 and summary["trials_budget"] == 13
+        assert all(r["val_acc"] is not None and r["genotype"] for r in summary["trials"])
+    assert set(json.loads(out.with_name("outcome.acc-sops.phase1.json").read_text())["front_keys"]) \
+        <= {r["key"] for r in summary["trials"]}
+    # a machine without the study (a new session) continues from the copy: nothing is trained again
+    shutil.rmtree(tmp_path / "oc" / "search")
+    before = out.read_text()
+    again = subprocess.run(cmd[:cmd.index("--objectives") + 1] + ["acc,sops"] + cmd[cmd.index("--objectives") + 2:],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "continuing from" in again.stdout and "seed 0: test" not in again.stdout
+    assert json.loads(out.read_text())["found"] == json.loads(before)["found"]
 
 
 def test_search_workers_bench_compares_configurations_on_the_same_networks(tmp_path):

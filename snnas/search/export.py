@@ -173,8 +173,9 @@ def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[s
               + (f" of study `{searches.name}{PHASE2_SUFFIX}`" if row.phase == "phase2" else ""), ""]
 
     lines += ["## Results", "",
-              "| phase | trial | fidelity | val acc % | params | SOPs / image | energy (mJ) | firing rate |",
-              "|---|---:|---|---:|---:|---:|---:|---:|"]
+              "| phase | trial | fidelity | val acc % | params | SOPs / image | neuron MACs / image | energy (mJ) | "
+              "firing rate |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for phase, trial, acc, known in (("phase 1", t1, row.phase1_acc, fid1_known),
                                      ("phase 2", t2, row.phase2_acc, fid2_known)):
         if trial is None and acc is None:
@@ -183,7 +184,7 @@ def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[s
         fid = weights_fidelity if (phase.replace(" ", "") == row.phase and weights_fidelity) else \
             _fidelity_of(trial, known)
         lines.append(f"| {phase} | {trial.number if trial is not None else '-'} | {_describe_fidelity(fid)} | "
-                     f"{fmt_acc(acc)} | {fmt_count(a.params)} | {fmt_count(a.sops)} | "
+                     f"{fmt_acc(acc)} | {fmt_count(a.params)} | {fmt_count(a.sops)} | {fmt_count(a.neuron_mac_ops)} | "
                      f"{fmt_float(a.energy_mj)} | {fmt_float(a.firing_rate)} |")
     ranking = t2 if t2 is not None else t1
     by_stage = TrialAttrs.of(ranking).firing_by_stage if ranking is not None else None
@@ -193,7 +194,8 @@ def card_markdown(row: Row, searches: SearchStudies, weights_fidelity: Mapping[s
     from snnas.metrics.energy import ENERGY_SOURCE
 
     lines += ["", "SOPs and energy are per image, measured on a validation batch after training "
-              f"(SpikingJelly's op counter; energy: {ENERGY_SOURCE}).", ""]
+              f"(SpikingJelly's op counter; energy: {ENERGY_SOURCE}). Neuron MACs are the neurons' own "
+              "multiply-accumulates (the gwr neuron's carry; 0 for IF and LIF), counted in the energy.", ""]
 
     data2 = (fid2_known or {}).get("data") or (fid1_known or {}).get("data") or "fashion-10"
     data_seed = (fid2_known or fid1_known or {}).get("data_seed")
