@@ -162,13 +162,19 @@ class StudySnapshots:
         src, dst = sqlite3.connect(self.source), sqlite3.connect(part)
         try:
             src.backup(dst)  # a consistent copy while the workers write
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file: no -wal/-shm beside the copy
         finally:
             dst.close()
             src.close()
         part.replace(self.db_copy)
-        study = optuna.load_study(study_name=self.options.study_name, storage=f"sqlite:///{self.db_copy}")
-        classes = parse_data_spec(self.options.phase1.data).k or 10  # fashion without a count: its ten classes
-        atomic_write_json(self.summary, phase1_summary(study, self.options.objectives, self.options.trials, 1.0 / classes))
+        storage = optuna.storages.RDBStorage(f"sqlite:///{self.db_copy}")
+        try:  # closed again at once: nothing holds the copy open between snapshots
+            study = optuna.load_study(study_name=self.options.study_name, storage=storage)
+            classes = parse_data_spec(self.options.phase1.data).k or 10  # fashion without a count: its ten classes
+            summary = phase1_summary(study, self.options.objectives, self.options.trials, 1.0 / classes)
+        finally:
+            storage.engine.dispose()
+        atomic_write_json(self.summary, summary)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):

@@ -53,7 +53,7 @@ def test_each_spawned_workers_objective_gets_its_device(tmp_path, two_gpus, monk
     space.write_text(tiny_space(("pa_a", "sew")))
     received = []
 
-    def in_this_process(target, argsets, study, title, refresh=None, log=print):
+    def in_this_process(target, argsets, study, title, refresh=None, log=print, artifacts=None):
         for args in argsets:
             target(*args)
 

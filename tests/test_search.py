@@ -172,11 +172,8 @@ def _wait_mid_trial(tmp_path, name, proc, timeout=300):
 
 
 @pytest.mark.parametrize("sig, workers", [
-    (signal.SIGINT, 1), (signal.SIGKILL, 1),
-    # Known race, open: with two workers a Ctrl-C can land while a worker stores its epoch's checkpoint,
-    # and that checkpoint outlives the trial (a stray file, no result lost). Every other assertion holds.
-    pytest.param(signal.SIGINT, 2, marks=pytest.mark.xfail(strict=False, reason="a Ctrl-C mid-upload leaves a checkpoint")),
-    (signal.SIGKILL, 2)])
+    (signal.SIGINT, 1), (signal.SIGKILL, 1), (signal.SIGINT, 2), (signal.SIGKILL, 2)],
+    ids=["SIGINT-1 worker", "SIGKILL-1 worker", "SIGINT-2 workers", "SIGKILL-2 workers"])
 def test_interrupted_search_resumes_to_its_budget(tmp_path, cache_dir, sig, workers):
     """Ctrl-C or kill -9 of the whole process group (with --workers 2: the parent and its workers)."""
     args = ["--space", "dense_additive", "--study", "resume", "--trials", "6", "--promote", "1", "--epochs", "3",

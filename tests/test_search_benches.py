@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,12 @@ def test_search_outcome_runs_end_to_end_on_tiny_networks(tmp_path):
         assert all(r["val_acc"] is not None and r["genotype"] for r in summary["trials"])
     assert set(json.loads(out.with_name("outcome.acc-sops.phase1.json").read_text())["front_keys"]) \
         <= {r["key"] for r in summary["trials"]}
+    copy = out.with_name("outcome.acc-sops.study.db")  # one file to commit: no WAL beside it, none to come
+    assert not list(tmp_path.glob("outcome.*.study.db-*")), sorted(p.name for p in tmp_path.iterdir())
+    db = sqlite3.connect(copy)
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    db.close()
+    assert mode == "delete"
     # a machine without the study (a new session) continues from the copy: nothing is trained again
     shutil.rmtree(tmp_path / "oc" / "search")
     before = out.read_text()

@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from snnas.study.adapter import FAILED_TRIAL_ATTR, HEARTBEAT_WARNING, trial_id
+from snnas.study.artifacts import open_artifact_store
 from snnas.search.dedupe import Dedupe, find, lookup
 from snnas.study.locks import study_lock
 from snnas.study.storage import create_study_once, open_storage
@@ -336,8 +337,51 @@ def test_a_parent_closes_the_trials_its_interrupted_workers_left_running(tmp_pat
     for trial, host, start in ((dead, socket.gethostname(), "1"), (alive, socket.gethostname(), _process_start(parent)),
                                (elsewhere, "another-host", "1")):
         storage.set_trial_system_attr(trial_id(trial), WORKER_ATTR, {"host": host, "pid": parent, "start": start})
-    assert fail_dead_local_trials(study, interrupted=True) == [dead.number]
+    store = open_artifact_store(tmp_path / "store")
+    (tmp_path / "ckpt.pt").write_bytes(b"epoch 1")
+    kept = store.save_checkpoint(alive, "phase1", tmp_path / "ckpt.pt", 1)
+    store.save_checkpoint(dead, "phase1", tmp_path / "ckpt.pt", 1)
+    assert fail_dead_local_trials(study, interrupted=True, artifacts=store) == [dead.number]
     states = {t.number: (t.state, t.user_attrs.get(REASON_ATTR)) for t in study.get_trials()}
     assert states[dead.number] == (TrialState.FAIL, "interrupted")
     assert states[alive.number][0] == states[elsewhere.number][0] == TrialState.RUNNING
     assert not study.get_trials(states=(TrialState.WAITING,))  # an interrupted trial is not retried
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [kept]  # nothing resumes the dead one's
+
+
+@pytest.mark.parametrize("where", ["training", "taken"])
+def test_an_interrupted_worker_drops_the_checkpoints_of_the_trial_it_closes(tmp_path, monkeypatch, where):
+    """Ctrl-C in a worker: its trial fails as interrupted and is never retried, so no checkpoint of
+    it may stay in the store (one stored after an epoch, or one a retry inherited from a dead trial)."""
+    from snnas.study import workers
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = create_study_once(storage, STUDY, ["maximize"])
+    store = open_artifact_store(tmp_path / "store")
+    (tmp_path / "ckpt.pt").write_bytes(b"epoch 1")
+    if where == "taken":  # a dead trial's retry, interrupted after it is taken and before it trains
+        dead = study.ask()
+        store.save_checkpoint(dead, "phase1", tmp_path / "ckpt.pt", 1)
+        study.tell(dead, state=TrialState.FAIL)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[dead.number])
+        real_take = workers._take
+
+        def take_as_ctrl_c_lands(s):  # held while the trial is taken, raised once the worker holds it
+            os.kill(os.getpid(), signal.SIGINT)
+            return real_take(s)
+
+        monkeypatch.setattr(workers, "_take", take_as_ctrl_c_lands)
+
+        def objective(trial):
+            raise AssertionError("an interrupted worker trains nothing")
+    else:
+        def objective(trial):
+            store.save_checkpoint(trial, "phase1", tmp_path / "ckpt.pt", 1)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, objective, storage=storage, budget=2, artifacts=store)
+    (closed,) = [t for t in study.get_trials() if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")]
+    assert closed.user_attrs["fail_reason"] == "interrupted"
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert list((tmp_path / "store").iterdir()) == []

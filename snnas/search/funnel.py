@@ -210,7 +210,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
 
     _run_phase(options, 1, study1, options.trials, resolution, log,
                lambda device: (storage, lock1, _objective(options, 1, study1, lock1, splits1, space, artifacts,
-                                                          device, log)))
+                                                          device, log)), artifacts)
     result = SearchResult(study1, None)
     if options.promote == 0 or not ranked(study1):
         return result
@@ -225,7 +225,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         splits2 = _phase_splits(options, 2, resolution)
         return storage, lock2, _objective(options, 2, study2, lock2, splits2, space, artifacts, device, log)
 
-    _run_phase(options, 2, study2, budget2, resolution, log, here)
+    _run_phase(options, 2, study2, budget2, resolution, log, here, artifacts)
     result.phase2 = study2
     return result
 
@@ -266,9 +266,10 @@ def _objective(options: SearchOptions, phase: int, study: optuna.Study, lock, sp
 
 
 def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: int, resolution: int,
-               log: Callable[[str], None], here: Callable[[str], tuple]) -> None:
+               log: Callable[[str], None], here: Callable[[str], tuple], artifacts: ArtifactStore) -> None:
     """Run phase ``phase`` to ``budget``: in this process, or in ``options.workers`` local worker
-    processes (each with its own sampler seed, thread count and device) on the same study."""
+    processes (each with its own sampler seed, thread count and device) on the same study, whose
+    ``artifacts`` store the parent cleans of the trials its interrupted workers leave behind."""
     title = f"phase {phase}"
     process = options.process
     workers = min(options.workers, budget)
@@ -286,7 +287,7 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
     log(f"{title}: {workers} worker processes, {threads} thread{'s' if threads > 1 else ''} each ({on})")
     argsets = [(options, phase, index, threads, device, budget, resolution) for index, device in enumerate(devices)]
     with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
-        run_local_workers(phase_worker, argsets, study, title, refresh=bar.refresh, log=log)
+        run_local_workers(phase_worker, argsets, study, title, refresh=bar.refresh, log=log, artifacts=artifacts)
 
 
 def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, device: str, budget: int,

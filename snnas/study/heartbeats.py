@@ -18,6 +18,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from snnas.study.adapter import requeue, storage_of, trial_id
+from snnas.study.artifacts import ArtifactStore
 from snnas.study.attrs import REASON_ATTR, WORKER_ATTR
 from snnas.study.failures import INTERRUPTED, describe_exception
 
@@ -92,13 +93,14 @@ def _is_dead_here(worker: Any) -> bool:
 
 
 def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _logger.warning, *,
-                           interrupted: bool = False) -> list[int]:
+                           interrupted: bool = False, artifacts: ArtifactStore | None = None) -> list[int]:
     """Fail (and, through the storage's retry callback, re-queue) the RUNNING trials whose worker
     ran on this machine and is gone: no need to wait out the heartbeat's grace period for them.
 
     ``interrupted``: the workers were stopped on purpose (Ctrl-C to a parent and its worker
     processes); their leftover trials fail as ``interrupted``, as the workers' own would, and are
-    not retried.
+    not retried: their checkpoints are dropped from ``artifacts`` (where a worker stopped in the
+    middle of storing one, its record names the file).
     """
     storage = storage_of(study)
     failed = []
@@ -115,6 +117,8 @@ def fail_dead_local_trials(study: optuna.Study, log: Callable[[str], None] = _lo
             continue
         failed.append(t.number)
         if interrupted:
+            if artifacts is not None:
+                artifacts.drop_checkpoints(storage.get_trial(trial_id(t)))
             log(f"trial {t.number}: its worker (process {worker['pid']}) was interrupted before it could close it; "
                 "closed as interrupted")
             continue

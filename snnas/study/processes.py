@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import optuna
 
 from snnas.errors import SnnasError
+from snnas.study.artifacts import ArtifactStore
 from snnas.study.heartbeats import fail_dead_local_trials
 
 WORKER_POLL_S = 1.0
@@ -58,11 +59,12 @@ def assign_devices(workers: int, devices: Sequence[str]) -> list[str]:
 
 def run_local_workers(target: Callable[..., None], argsets: Sequence[tuple[Any, ...]], study: optuna.Study,
                       title: str, refresh: Callable[[], None] = lambda: None,
-                      log: Callable[[str], None] = print) -> None:
+                      log: Callable[[str], None] = print, artifacts: ArtifactStore | None = None) -> None:
     """Run ``target(*args)`` in one spawned process per ``argsets`` entry, until all end.
 
     Ctrl-C reaches the workers too: they close their trials and exit with 130, and the parent
-    then closes (as interrupted) any trial a worker left running, and raises KeyboardInterrupt.
+    then closes (as interrupted) any trial a worker left running, drops its checkpoints from
+    ``artifacts``, and raises KeyboardInterrupt.
     A worker that fails ends the phase with one line naming its exit status.
     """
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or locks inherited
@@ -77,7 +79,7 @@ def run_local_workers(target: Callable[..., None], argsets: Sequence[tuple[Any, 
     except KeyboardInterrupt:  # the workers got it too: they close their trials, then exit
         for proc in procs:
             proc.join()
-        fail_dead_local_trials(study, log, interrupted=True)  # whatever point the interrupt reached in them
+        fail_dead_local_trials(study, log, interrupted=True, artifacts=artifacts)  # whatever point the interrupt reached in them
         raise
     if any(proc.exitcode == EXIT_INTERRUPTED for proc in procs):  # interrupted on its own (a signal to it alone)
         raise KeyboardInterrupt

@@ -170,7 +170,7 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
             frozen = _run_trial(study, storage, trial, run, catch, interval, artifacts, log)
         except KeyboardInterrupt:
             if trial is not None:  # interrupted between taking the trial and training it: close it too
-                _close_interrupted(study, storage, trial)
+                _close_interrupted(study, storage, trial, artifacts)
             raise
         summary.states[frozen.state.name] += 1
         for callback in callbacks:
@@ -179,14 +179,18 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *,
     return summary
 
 
-def _close_interrupted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial) -> None:
-    """Fail a trial this worker holds as ``interrupted`` (a no-op once it is finished)."""
+def _close_interrupted(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial,
+                       artifacts: ArtifactStore | None) -> None:
+    """Fail a trial this worker holds as ``interrupted`` (a no-op once it is finished), with the
+    checkpoints a retry's record may carry: nothing resumes an interrupted trial."""
     if adapter.state_now(trial) == TrialState.RUNNING:
         try:
             trial.set_user_attr(REASON_ATTR, INTERRUPTED)
         except optuna.exceptions.UpdateFinishedTrialError:
             return
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if artifacts is not None and frozen.state == TrialState.FAIL:
+            artifacts.drop_checkpoints(frozen)
 
 
 def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, run: Callable,
@@ -223,8 +227,8 @@ def _run_trial(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, r
             return _superseded(study, storage, trial, value, None, log)
     else:
         frozen = study.tell(trial, state=state, skip_if_finished=True)
-    if artifacts is not None and frozen.state in _FINISHED:  # recorded: nothing resumes this trial any more
-        artifacts.drop_checkpoints(frozen)
+    if artifacts is not None and (frozen.state in _FINISHED or isinstance(error, KeyboardInterrupt)):
+        artifacts.drop_checkpoints(frozen)  # recorded, or interrupted (never retried): nothing resumes it
     if frozen.state == TrialState.COMPLETE:
         _logger.info("trial %d finished: %s", frozen.number, frozen.values)
     elif frozen.state == TrialState.PRUNED:
