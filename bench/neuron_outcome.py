@@ -88,7 +88,7 @@ def summarize(rows: list[dict[str, Any]], names: dict[str, str]) -> list[dict[st
             continue
         accs = [r["test_acc"] for r in runs]
         epochs = [r.get("epochs_run") or 1 for r in runs]
-        entry = {"network": names.get(shape, shape), "shape": shape, "variant": variant,
+        entry = {"network": names.get(shape) or short_name(runs[0]["genotype"]), "shape": shape, "variant": variant,
                  "genotype": runs[0]["genotype"], "seeds": sorted(r["seed"] for r in runs),
                  "test_acc_mean": statistics.fmean(accs), "test_acc_spread": max(accs) - min(accs),
                  "firing_rate": _mean(runs, "firing_rate"), "sops": _mean(runs, "sops"),
@@ -103,6 +103,12 @@ def summarize(rows: list[dict[str, Any]], names: dict[str, str]) -> list[dict[st
         e["energy_ratio"] = None if ref is None or not ref["energy_mj"] or e["energy_mj"] is None \
             else e["energy_mj"] / ref["energy_mj"]
     return out
+
+
+def short_name(genotype: str) -> str:
+    """Stage widths and blocks, for shapes without a preset name: ``32-96-256-512 x1-1-1-1``."""
+    stages = Genotype.from_str(genotype).stages
+    return "-".join(str(s.width) for s in stages) + " x" + "-".join(str(s.depth) for s in stages)
 
 
 def network_names(table: Table) -> dict[str, str]:
@@ -130,7 +136,7 @@ def plot(entries: list[dict[str, Any]], path: Path) -> Path | None:
     """Accuracy against energy, one colour per network, one marker per variant; bars: the spread."""
     if not entries:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     networks = sorted({e["network"] for e in entries})
     variants = sorted({e["variant"] for e in entries})
     markers = "osD^v<>PX*"
@@ -150,7 +156,9 @@ def plot(entries: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_ylabel("test accuracy % (mean over seeds; bar: spread)")
     ax.set_title("neurons and T at the table's fidelity")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(0.12)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
     return save_png(fig, path)
 
 
