@@ -20,10 +20,15 @@ its phase-1 trials summarized beside it (``.phase1.json``), both meant to be com
 ``--work`` has no study starts from that copy (the trials' weights stay behind: phase 2 and the
 full trainings train from scratch, and a trial caught running resumes from its first epoch). Results: ``bench/results/search_outcome_<data>.json`` (``found``, ``danets``, ``runs``)
 and the plot beside it. Arguments after ``--`` go to the search (``scripts/search.py``'s flags).
+
+A second process started with the same arguments and another sampler seed (``-- ... --seed 1``)
+works beside the first on one machine: it joins the same study as another worker, then takes the
+full trainings the first has not claimed.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sqlite3
 import statistics
@@ -158,7 +163,7 @@ class StudySnapshots:
     def take(self) -> None:
         if not self.source.is_file():
             return
-        part = self.db_copy.with_name(self.db_copy.name + ".part")
+        part = self.db_copy.with_name(f"{self.db_copy.name}.{os.getpid()}.part")  # one per process sharing the run
         src, dst = sqlite3.connect(self.source), sqlite3.connect(part)
         try:
             src.backup(dst)  # a consistent copy while the workers write
