@@ -147,14 +147,18 @@ def truth_table(against: Path, also: list[Path], presets: str | None) -> Table:
         if wanted - known:
             raise SnnasError(f"--presets: {', '.join(sorted(wanted - known))} not in {against}")
         runs = [r for r in runs if wanted & set(r.get("presets") or [r.get("preset")])]
-    width = (table.settings.get("fit") or {}).get("width_mult")
+    ours = {**(table.settings.get("fit") or {}), "seed": 0}
     seen = {(r["key"], r["seed"]) for r in runs}
     for path in also:
         extra = Table.read(path)
-        theirs = (extra.settings.get("data"), (extra.settings.get("fit") or {}).get("width_mult"))
-        if theirs != (table.settings.get("data"), width):
-            raise SnnasError(f"--also {path}: trained on {theirs[0]} at width {theirs[1]}, "
-                             f"not the table's {table.settings.get('data')} at width {width}")
+        theirs = {**(extra.settings.get("fit") or {}), "seed": 0}
+        if extra.settings.get("data") != table.settings.get("data"):
+            raise SnnasError(f"--also {path}: trained on {extra.settings.get('data')}, "
+                             f"not the table's {table.settings.get('data')}")
+        if theirs != ours:  # T, epochs, recipe, width...: another fidelity is another truth
+            changed = ", ".join(f"{k} {theirs.get(k)!r} (table: {ours.get(k)!r})"
+                                for k in sorted(set(ours) | set(theirs)) if theirs.get(k) != ours.get(k))
+            raise SnnasError(f"--also {path}: not trained at the table's fidelity: {changed}")
         for r in extra.runs:
             if (r["key"], r["seed"]) not in seen:
                 seen.add((r["key"], r["seed"]))

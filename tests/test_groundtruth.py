@@ -108,7 +108,15 @@ def test_proxy_truth_joins_full_trainings_beyond_the_table(tmp_path):
     with pytest.raises(SnnasError, match="--presets: zz not in"):
         proxy_fidelity.truth_table(base, [], "pa,zz")
     extra.write_text(json.dumps({"settings": {"data": "fashion-10", "fit": {"width_mult": 0.5}}, "runs": []}))
-    with pytest.raises(SnnasError, match="at width 0.5, not the table's fashion-10 at width 0.25"):
+    with pytest.raises(SnnasError, match="not trained at the table's fidelity: width_mult 0.5 \\(table: 0.25\\)"):
+        proxy_fidelity.truth_table(base, [extra], None)
+    # another T (bench/fulltrain.py --timesteps 2) is another truth: refused, not joined
+    extra.write_text(json.dumps({"settings": {"data": "fashion-10", "fit": {"width_mult": 0.25, "timesteps": [2],
+                                                                          "seed": 0}}, "runs": []}))
+    with pytest.raises(SnnasError, match="timesteps \\[2\\] \\(table: None\\)"):
+        proxy_fidelity.truth_table(base, [extra], None)
+    extra.write_text(json.dumps({"settings": {"data": "fashion-2", "fit": {"width_mult": 0.25}}, "runs": []}))
+    with pytest.raises(SnnasError, match="trained on fashion-2, not the table's fashion-10"):
         proxy_fidelity.truth_table(base, [extra], None)
 
 
