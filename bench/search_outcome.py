@@ -228,7 +228,8 @@ def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
         beaten = [d["name"] for d in danets
                   if f["test_acc_mean"] - d["test_acc_mean"] > max(f["test_acc_spread"], d["test_acc_spread"])
                   and f["sops"] <= d["sops"]]
-        print(f"| {f.get('seed_preset') or summarize(f['genotype'])} | {f['mode']} | {100 * f['test_acc_mean']:.2f} | "
+        partial = f" ({len(f['seeds'])} of {len(danets[0]['seeds'])} seeds)" if len(f["seeds"]) < len(danets[0]["seeds"]) else ""
+        print(f"| {f.get('seed_preset') or summarize(f['genotype'])}{partial} | {f['mode']} | {100 * f['test_acc_mean']:.2f} | "
               f"{100 * f['test_acc_spread']:.2f} | {f['sops'] / 1e6:.2f} | {energy(f)} | {', '.join(beaten) or 'none'} |")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     nets = table.networks()
@@ -278,7 +279,7 @@ def energy_plot(doc: dict[str, Any], hand_made: list[dict[str, Any]], path: Path
     if ref is None or not (found or hand_made):
         return None
     b18 = next(d for d in doc["danets"] if d["name"] == "danet_b_resnet18")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     series = [("the DANets (the paper)", doc["danets"], "black", "s"), ("found by the search", found, "tab:green", "o"),
               ("hand-made", hand_made, "tab:purple", "^")]
     for label, nets, color, marker in series:
@@ -289,7 +290,7 @@ def energy_plot(doc: dict[str, Any], hand_made: list[dict[str, Any]], path: Path
                     fmt=marker, color=color, ms=5, capsize=2, label=f"{label} ({len(nets)})")
         ax.plot(*_front_line(pts), color=color, lw=1, alpha=0.6)
         for n, (x, y) in zip(nets, pts):
-            name = n.get("name") or n.get("seed_preset") or ""
+            name = n.get("name") or n.get("seed_preset") or (summarize(n["genotype"]) if label.startswith("found") else "")
             if name and len(n["seeds"]) < len(b18["seeds"]):
                 name += f" ({len(n['seeds'])} seed{'s' if len(n['seeds']) > 1 else ''})"
             if name:
@@ -302,7 +303,8 @@ def energy_plot(doc: dict[str, Any], hand_made: list[dict[str, Any]], path: Path
     ax.set_ylabel("test accuracy, full training (%, mean; bars: half the seed spread)")
     ax.set_title("Accuracy against energy at full training: the DANets' front and the found one")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return save_png(fig, path)
 
 
@@ -350,6 +352,29 @@ def main(argv: list[str] | None = None) -> int:
         found = list(earlier.get("found", []))
     else:  # a run of one mode keeps what a run of the other mode found
         found = [f for f in earlier.get("found", []) if f.get("mode") not in modes] + found
+    search = {**{m: v for m, v in (earlier.get("search") or {}).items() if m not in modes},
+              **{mode: vars(ns) | {"out": str(ns.out)} for mode, (_, ns) in plans.items()}}
+
+    def write_outcome() -> dict[str, Any]:
+        """The outcome as far as it is trained (a network short of seeds lists the ones it has), written
+        before the full trainings too, so that a run cut off still leaves what it found."""
+        rows = list(table.runs) + store.runs()
+        for f in found:
+            for field in ("seeds", "test_acc_mean", "test_acc_spread", "sops", "energy_mj"):
+                f.pop(field, None)
+            mine = [r for r in rows if r["key"] == f["key"] and r["seed"] in seeds]
+            if mine:
+                f.update(summarize_runs(mine))
+        doc = {"format": OUTCOME_FORMAT, "table": str(args.table), "found": found, "danets": danets,
+               "search": search}
+        atomic_write_json(out, doc)
+        return doc
+
+    danets = []
+    for name in DANETS:
+        mine = [r for r in table.runs if name in (r.get("presets") or [r.get("preset")])]
+        if mine:
+            danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **summarize_runs(mine)})
     in_table = {r["key"] for r in table.runs}
     splits = None
     todo = [(f, s) for f in found if f["key"] not in in_table for s in seeds]
@@ -368,22 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             store.add(row)
             print(f"{summarize(g.to_str())} seed {seed}: test {100 * row['test_acc']:.2f}%", flush=True)
 
+        write_outcome()
         work_through(todo, store.done, identity=lambda i: (i[0]["key"], i[1]),
                      lock_path=lambda i: args.work / "full" / f"{i[0]['key']}-s{i[1]}.lock", run=run)
-    rows = list(table.runs) + store.runs()
-    for f in found:
-        mine = [r for r in rows if r["key"] == f["key"] and r["seed"] in seeds]
-        if {r["seed"] for r in mine} >= set(seeds):
-            f.update(summarize_runs(mine))
-    danets = []
-    for name in DANETS:
-        mine = [r for r in table.runs if name in (r.get("presets") or [r.get("preset")])]
-        if mine:
-            danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **summarize_runs(mine)})
-    doc = {"format": OUTCOME_FORMAT, "table": str(args.table), "found": found, "danets": danets,
-           "search": {**{m: v for m, v in (earlier.get("search") or {}).items() if m not in modes},
-                      **{mode: vars(ns) | {"out": str(ns.out)} for mode, (_, ns) in plans.items()}}}
-    atomic_write_json(out, doc)
+    doc = write_outcome()
     plot = report(doc, table, out.with_suffix(".png"))
     print(f"results: {out}" + (f"\nplot: {plot}" if plot else ""))
     if any(f["mode"] == "acc,energy" for f in doc["found"]) or args.hand_made:
