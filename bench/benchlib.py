@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -103,6 +104,19 @@ def work_through(items: list, done: Callable[[], set], identity: Callable[[Any],
             run(item)
             ran += 1
     return ran
+
+
+def over_seeds(runs: list[dict[str, Any]], fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A network's trainings at several seeds as one row: its seeds, mean test accuracy and spread
+    (max - min, the noise floor every ranking is read against), and the mean of each of ``fields``
+    (None when a run lacks it: a mean over some seeds would pass for all of them)."""
+    accs = [r["test_acc"] for r in runs]
+    out = {"seeds": sorted(r["seed"] for r in runs), "test_acc_mean": statistics.fmean(accs),
+           "test_acc_spread": max(accs) - min(accs)}
+    for field in fields:
+        values = [r.get(field) for r in runs]
+        out[field] = statistics.fmean(values) if all(v is not None for v in values) else None
+    return out
 
 
 def set_threads(threads: int | None) -> None:

@@ -17,13 +17,12 @@ spread over seeds, SOPs, energy and latency per image, and both as a ratio to DA
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from benchlib import SharedResults, set_threads, work_through
+from benchlib import SharedResults, over_seeds, set_threads, work_through
 from groundtruth import train_row
 
 from snnas.cli import run_guarded
@@ -81,13 +80,8 @@ def named_networks(items: list[str], nets_file: Path | None) -> dict[str, str]:
 
 
 def summarize_network(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    accs = [r["test_acc"] for r in runs]
-    mean = lambda field: statistics.fmean(r[field] for r in runs) if all(r.get(field) is not None for r in runs) else None
-    return {"name": name, "key": runs[0]["key"], "genotype": runs[0]["genotype"], "seeds": sorted(r["seed"] for r in runs),
-            "test_acc_mean": statistics.fmean(accs), "test_acc_spread": max(accs) - min(accs),
-            "params": runs[0].get("params"), "sops": mean("sops"), "energy_mj": mean("energy_mj"),
-            "firing_rate": mean("firing_rate"),
-            "train_s": mean("train_s")}
+    return {"name": name, "key": runs[0]["key"], "genotype": runs[0]["genotype"], "params": runs[0].get("params"),
+            **over_seeds(runs, ("sops", "energy_mj", "firing_rate", "train_s"))}
 
 
 def latency_ms(genotype: Genotype, fit: FitSettings, resolution: int, classes: int = 10) -> float:
@@ -149,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {row['wall_s']:.0f} s", flush=True)
 
         work_through(todo, store.done, identity=lambda i: (i[1].key, i[2]),
-                     lock_path=lambda i: args.work / f"{i[1].key}-s{i[2]}.lock", run=run)
+                     lock_path=lambda i: args.work / f"{i[1].key}-{fit.key.replace('|', '_')}-s{i[2]}.lock", run=run)
     rows = list(store.runs()) + [r for r in table.runs if (r["key"], r["seed"]) in in_table]
     summary = []
     names = dict(nets) or {r.get("name") or r["key"]: r["genotype"] for r in store.runs()}

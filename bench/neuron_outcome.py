@@ -15,10 +15,11 @@ compares neurons' speed is ``bench/gwr_cost.py``'s, measured in one run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from benchlib import over_seeds
 
 from snnas.cli import run_guarded
 from snnas.errors import SnnasError
@@ -40,14 +41,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def split_neuron(genotype: str) -> tuple[str, str]:
+    """The neuron with its settings, and the network without it (what stays fixed while the neuron or
+    T changes), both in the genotype's own string form: the neuron's field comes first."""
+    neuron, shape = Genotype.from_str(genotype).to_str().split("|", 1)
+    return neuron, shape
+
+
 def shape_of(genotype: str) -> str:
-    """The network without its neuron: what stays fixed while the neuron or T changes."""
-    return genotype.split("|", 1)[1]
+    return split_neuron(genotype)[1]
 
 
 def variant_of(genotype: str, timesteps: int) -> str:
-    neuron = Genotype.from_str(genotype).to_str().split("|", 1)[0]
-    return f"{neuron}, T={timesteps}"
+    return f"{split_neuron(genotype)[0]}, T={timesteps}"
 
 
 def first_timesteps(settings: dict[str, Any]) -> int:
@@ -71,11 +77,6 @@ def load_rows(table: Table, results: list[Path]) -> list[dict[str, Any]]:
     return [{**r, "shape": shape_of(r["genotype"]), "variant": variant_of(r["genotype"], r["timesteps"])} for r in rows]
 
 
-def _mean(runs: list[dict[str, Any]], field: str) -> float | None:
-    values = [r.get(field) for r in runs]
-    return statistics.fmean(values) if values and all(v is not None for v in values) else None
-
-
 def summarize(rows: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
     """One entry per (shape, variant) for the shapes that have a variant besides the baseline."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -86,16 +87,11 @@ def summarize(rows: list[dict[str, Any]], names: dict[str, str]) -> list[dict[st
     for (shape, variant), runs in sorted(groups.items()):
         if shape not in shapes:
             continue
-        accs = [r["test_acc"] for r in runs]
-        epochs = [r.get("epochs_run") or 1 for r in runs]
-        entry = {"network": names.get(shape) or short_name(runs[0]["genotype"]), "shape": shape, "variant": variant,
-                 "genotype": runs[0]["genotype"], "seeds": sorted(r["seed"] for r in runs),
-                 "test_acc_mean": statistics.fmean(accs), "test_acc_spread": max(accs) - min(accs),
-                 "firing_rate": _mean(runs, "firing_rate"), "sops": _mean(runs, "sops"),
-                 "neuron_mac_ops": _mean(runs, "neuron_mac_ops"), "energy_mj": _mean(runs, "energy_mj"),
-                 "epoch_s": statistics.fmean(r["train_s"] / e for r, e in zip(runs, epochs)) if all(
-                     r.get("train_s") for r in runs) else None}
-        out.append(entry)
+        per_epoch = [{**r, "epoch_s": r["train_s"] / (r.get("epochs_run") or 1) if r.get("train_s") else None}
+                     for r in runs]
+        out.append({"network": names.get(shape) or short_name(runs[0]["genotype"]), "shape": shape, "variant": variant,
+                    "genotype": runs[0]["genotype"],
+                    **over_seeds(per_epoch, ("firing_rate", "sops", "neuron_mac_ops", "energy_mj", "epoch_s"))})
     base = {e["shape"]: e for e in out if e["variant"] == BASELINE}
     for e in out:
         ref = base.get(e["shape"])

@@ -31,14 +31,13 @@ import argparse
 import os
 import shutil
 import sqlite3
-import statistics
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import optuna
-from benchlib import SharedResults, search_command, set_threads, split_search_args, work_through
+from benchlib import SharedResults, over_seeds, search_command, set_threads, split_search_args, work_through
 from groundtruth import train_row
 
 from snnas.cli import run_guarded
@@ -59,6 +58,7 @@ from snnas.study.artifacts import STORE_ATTR, parse_artifact_location
 
 OUTCOME_FORMAT = "snnas-search-outcome/1"
 DANETS = [f"danet_{x}_resnet{d}" for d in (18, 34) for x in "abcd"]
+SEED_FIELDS = ("sops", "energy_mj")  # what a network's row averages over its seeds besides the accuracy
 MODES = {"acc": ("acc",), "acc,sops": ("acc", "sops"), "acc,energy": ("acc", "energy")}
 
 
@@ -201,13 +201,6 @@ class StudySnapshots:
             self.take()
 
 
-def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    accs = [r["test_acc"] for r in runs]
-    return {"seeds": sorted(r["seed"] for r in runs), "test_acc_mean": statistics.fmean(accs),
-            "test_acc_spread": max(accs) - min(accs), "sops": statistics.fmean(r["sops"] for r in runs),
-            "energy_mj": statistics.fmean(r["energy_mj"] for r in runs)}
-
-
 def report(doc: dict[str, Any], table: Table, plot_path: Path) -> Path | None:
     danets = doc["danets"]
     if not danets:
@@ -317,7 +310,7 @@ def hand_made_networks(path: Path | None, seeds: list[int]) -> list[dict[str, An
     for r in Table.read(path).runs:
         if r.get("name") and r["seed"] in seeds:
             groups.setdefault(r["name"], []).append(r)
-    return [{"name": name, "key": rows[0]["key"], "genotype": rows[0]["genotype"], **summarize_runs(rows)}
+    return [{"name": name, "key": rows[0]["key"], "genotype": rows[0]["genotype"], **over_seeds(rows, SEED_FIELDS)}
             for name, rows in sorted(groups.items())]
 
 
@@ -360,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         before the full trainings too, so that a run cut off still leaves what it found."""
         rows = list(table.runs) + store.runs()
         for f in found:
-            for field in ("seeds", "test_acc_mean", "test_acc_spread", "sops", "energy_mj"):
+            for field in ("seeds", "test_acc_mean", "test_acc_spread") + SEED_FIELDS:
                 f.pop(field, None)
             mine = [r for r in rows if r["key"] == f["key"] and r["seed"] in seeds]
             if mine:
-                f.update(summarize_runs(mine))
+                f.update(over_seeds(mine, SEED_FIELDS))
         doc = {"format": OUTCOME_FORMAT, "table": str(args.table), "found": found, "danets": danets,
                "search": search}
         atomic_write_json(out, doc)
@@ -374,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in DANETS:
         mine = [r for r in table.runs if name in (r.get("presets") or [r.get("preset")])]
         if mine:
-            danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **summarize_runs(mine)})
+            danets.append({"name": name, "key": mine[0]["key"], "genotype": mine[0]["genotype"], **over_seeds(mine, SEED_FIELDS)})
     in_table = {r["key"] for r in table.runs}
     splits = None
     todo = [(f, s) for f in found if f["key"] not in in_table for s in seeds]
