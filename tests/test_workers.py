@@ -167,7 +167,9 @@ def kill_scenario(url: str, tmp_path: Path, budget: int = 6, epochs: int = 6, ep
     retry = retries[0]
     assert retry.params == killed.params
     # It resumed from the killed trial's checkpoint in the artifact store, not from epoch 0, and kept its curve.
-    assert records[retry.number]["start_epoch"] >= killed_epoch + 1
+    # The trace's checkpoint of epoch E is written just before its upload, so a kill between the two leaves
+    # epoch E-1 stored (a loaded machine makes that window wide): the retry starts at E or E+1, never at 0.
+    assert records[retry.number]["start_epoch"] >= killed_epoch >= 1
     assert list(store.iterdir()) == []  # every checkpoint dropped once its trial was recorded
     assert sorted(retry.intermediate_values) == list(range(epochs))
     assert retry.value == pytest.approx(synthetic_accuracy(retry.user_attrs["key"], epochs - 1))
