@@ -168,6 +168,10 @@ class StudySnapshots:
         try:
             src.backup(dst)  # a consistent copy while the workers write
             dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file: no -wal/-shm beside the copy
+        except BaseException:
+            dst.close()
+            part.unlink(missing_ok=True)  # a copy cut short never lingers beside the results
+            raise
         finally:
             dst.close()
             src.close()

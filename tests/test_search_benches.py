@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -139,3 +140,17 @@ def test_search_workers_bench_compares_configurations_on_the_same_networks(tmp_p
     assert "| 2 x 1 |" in done.stdout and "same networks in every configuration: yes" in done.stdout
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)  # resumes: nothing to run
     assert again.returncode == 0 and "trials/h (" not in again.stdout.split("|")[0]
+
+
+def test_a_study_copy_cut_short_leaves_no_part_file(tmp_path):
+    import search_outcome
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "study.db").write_bytes(b"not a database, a copy of it fails")
+    copy = tmp_path / "results" / "study.db"
+    copy.parent.mkdir()
+    snapshots = search_outcome.StudySnapshots(SimpleNamespace(run_dir=run_dir), copy, tmp_path / "p1.json", every=0)
+    with pytest.raises(sqlite3.DatabaseError):
+        snapshots.take()
+    assert list(copy.parent.iterdir()) == []
