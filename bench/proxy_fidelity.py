@@ -133,7 +133,7 @@ def run_proxy(setting: ProxySetting, net: dict[str, Any], seed: int, width_mult:
     measured = fit.measure()  # what a search ranks energy by: the proxy's own firing rates
     return {"setting": setting.name, "describe": setting.describe(), "key": net["key"], "seed": seed,
             "val_acc": curve[-1], "val_curve": curve, "energy_mj": measured["energy_mj"], "sops": measured["sops"],
-            "wall_s": round(time.monotonic() - started, 2), "depth": net.get("depth"),
+            "wall_s": round(time.monotonic() - started, 2), "depth": net.get("depth"), "name": net.get("name"),
             "threads": torch.get_num_threads(), "classes": splits.num_classes}
 
 
@@ -162,7 +162,7 @@ def truth_table(against: Path, also: list[Path], presets: str | None) -> Table:
         for r in extra.runs:
             if (r["key"], r["seed"]) not in seen:
                 seen.add((r["key"], r["seed"]))
-                runs.append(dict(r, depth=r.get("depth") or r.get("name")))
+                runs.append(dict(r))  # a hand-made network keeps its name
     return Table(table.settings, tuple(runs), table.path)
 
 
@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SnnasError(f"--seeds {args.seeds!r}: expected integers separated by commas") from None
     table = truth_table(args.against, args.also, args.presets)
     width = float((table.settings.get("fit") or {}).get("width_mult", 0.25))
-    nets = {n.key: {"key": n.key, "genotype": n.genotype, "depth": n.extra.get("depth")} for n in table.networks()}
+    nets = {n.key: {"key": n.key, "genotype": n.genotype, "depth": n.extra.get("depth"), "name": n.extra.get("name")}
+            for n in table.networks()}
     settings = {"against": str(args.against), "width_mult": width}  # each run names its setting and describes it
     results = SharedResults(args.out, SWEEP_FORMAT, settings, identity=lambda r: (r["setting"], r["key"], r["seed"]))
     order = [(SETTINGS[n], nets[k], seed) for n in names for seed in seeds for k in sorted(nets)]
@@ -314,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             setting, net, seed = item
             row = run_proxy(setting, net, seed, width, args.cache_dir)
             results.add(row)
-            print(f"{setting.name} {net['key']} (depth {net['depth']}) seed {seed}: val {row['val_acc']:.4f} "
+            label = net["name"] or f"depth {net['depth']}"
+            print(f"{setting.name} {net['key']} ({label}) seed {seed}: val {row['val_acc']:.4f} "
                   f"in {row['wall_s']:.1f} s", flush=True)
 
         work_through(order, results.done, identity=lambda i: (i[0].name, i[1]["key"], i[2]),

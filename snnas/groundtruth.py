@@ -122,7 +122,7 @@ class Table:
                                     accs={r["seed"]: float(r["test_acc"]) for r in runs}, params=first.get("params"),
                                     sops=statistics.fmean(sops) if sops else None,
                                     wall_s=statistics.fmean(walls) if walls else None,
-                                    extra={k: first[k] for k in ("depth", "block", "connect") if k in first}))
+                                    extra={k: first[k] for k in ("depth", "block", "connect", "name") if k in first}))
         out.sort(key=lambda n: (-n.mean, n.key))
         return out
 

@@ -105,6 +105,8 @@ def test_proxy_truth_joins_full_trainings_beyond_the_table(tmp_path):
     truth = proxy_fidelity.truth_table(base, [extra], "pa")
     assert {(r["key"], r["seed"]) for r in truth.runs} == {("a", 0), ("a", 1), ("c", 0)}
     assert truth.mean_acc() == {"a": pytest.approx(.89), "c": pytest.approx(.85)}
+    shrink = next(n for n in truth.networks() if n.key == "c")  # named as a network, not passed off as a depth
+    assert shrink.extra == {"name": "shrink"}
     with pytest.raises(SnnasError, match="--presets: zz not in"):
         proxy_fidelity.truth_table(base, [], "pa,zz")
     extra.write_text(json.dumps({"settings": {"data": "fashion-10", "fit": {"width_mult": 0.5}}, "runs": []}))
