@@ -279,7 +279,7 @@ def _run_phase(options: SearchOptions, phase: int, study: optuna.Study, budget: 
             torch.set_num_threads(options.threads)
         storage, lock, objective = here(devices[0])
         with ProgressDisplay(title, budget, study, enabled=options.progress) as bar:
-            run_worker(study, objective, storage=storage, budget=budget, lock=lock, artifacts=objective.artifacts,
+            run_worker(study, objective, storage=storage, budget=budget, lock=lock, artifacts=artifacts,
                        callbacks=[bar.update, FailureStreak()], timeout_s=options.timeout_s, log=log)
         return
     threads = process.threads_each(workers)
