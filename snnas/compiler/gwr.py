@@ -113,11 +113,15 @@ def axis_windows(length: int, groups: int, dilated: bool) -> Axis:
 @dataclass(frozen=True)
 class Projection:
     """R = gain(λ, s)·term(a, b, θ/s) from the previous window's input ``a`` and pre-reset
-    membrane ``b`` (s = 2·V_th), and the multiply-accumulates it costs per element."""
+    membrane ``b`` (s = 2·V_th), the multiply-accumulates it costs per element, and the values
+    autograd keeps for its backward per element of a carried window (``saves_windows``: and the
+    windows of the input it reads, once per element of every window)."""
 
     term: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
     gain: Callable[[float, float], float]
     macs: int
+    saved: int = 0
+    saves_windows: bool = False
 
 
 def _sincos(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
@@ -125,11 +129,27 @@ def _sincos(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
 
 
 PROJECTIONS = {
-    "sincos": Projection(_sincos, lambda lam, scale: 2.0 * scale * lam, 6),
+    # sincos keeps cos's input, its output and sin's input, and reads a (the gathered windows)
+    "sincos": Projection(_sincos, lambda lam, scale: 2.0 * scale * lam, 6, saved=3, saves_windows=True),
     "mean": Projection(lambda a, b, c: a + b, lambda lam, scale: 0.5 * lam, 1),
     "none": Projection(lambda a, b, c: b, lambda lam, scale: lam, 1),
 }
 CONDENSES = {"or": "max", "mean": "mean"}
+
+
+def saved_values(height: int, width: int, g: int, dilated: bool, proj: str, lam: float) -> float:
+    """Values autograd keeps per element of an ``height`` x ``width`` map beyond what IF keeps
+    there, for the training-memory estimate: the projection's (above), and where windows overlap
+    the extra copies of the membrane the stitch averages. Checked against the tensors autograd
+    actually saves (tests/test_size.py)."""
+    if lam == 0.0:
+        return 0.0
+    rows, cols = axis_windows(height, g, dilated), axis_windows(width, g, dilated)
+    windows = len(rows.starts) * len(cols.starts)
+    area = rows.width * cols.width / (height * width)
+    covered, carried = windows * area, (windows - 1) * area  # times the map
+    projection = PROJECTIONS[proj]
+    return (covered - 1.0) + projection.saved * carried + (covered if projection.saves_windows else 0.0)
 
 
 # ---------------------------------------------------------------- stitching windows back

@@ -12,8 +12,11 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from snnas.compiler.factories import GWR_DILATED
+from snnas.compiler.gwr import saved_values
 from snnas.errors import SnnasError
 from snnas.genotype import Genotype
+from snnas.genotype.schema import Neuron
 from snnas.genotype.vocabulary import DENSE_BOTTLENECK
 
 BYTES_PER_VALUE = 4  # float32
@@ -46,6 +49,16 @@ def _scaled(width: int, width_mult: float) -> int:
     return max(1, int(round(width * width_mult)))
 
 
+def neuron_saved_values(spec: Neuron, side: int) -> float:
+    """Values the neuron keeps per conv output on a ``side`` x ``side`` map beyond IF's (whose share
+    ``SAVED_PER_CONV_OUTPUT`` holds): LIF none, gwr its windows' (averaged over its dilation policy's
+    alternation)."""
+    if spec.kind != "gwr":
+        return 0.0
+    policy = [GWR_DILATED[spec.dil](index) for index in (0, 1)]
+    return sum(saved_values(side, side, spec.g, dilated, spec.proj, spec.lam) for dilated in policy) / len(policy)
+
+
 def estimate(genotype: Genotype, *, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
              resolution: int = 224, timesteps: int = 1, batch_size: int = 1) -> SizeEstimate:
     """Parameters (the convolutions and the classifier, to a few percent) and training activations."""
@@ -58,6 +71,7 @@ def estimate(genotype: Genotype, *, in_channels: int = 3, num_classes: int = 100
     kernel = 49 if g.stem == "imagenet" else 9
     params = in_channels * g.stem_width * kernel
     values = g.stem_width * side * side  # per image and time step
+    extra = values * neuron_saved_values(g.neuron, side)  # the neuron's own, beyond IF's
     for stage, plan in zip(g.stages, g.plans()):
         for block in plan.blocks:
             side_out = max(1, side // block.stride)
@@ -72,11 +86,13 @@ def estimate(genotype: Genotype, *, in_channels: int = 3, num_classes: int = 100
             if block.projection:
                 convs.append((block.in_channels, block.out_channels, 1))
             params += sum(cin * cout * k for cin, cout, k in convs)
-            values += sum(cout for _, cout, _ in convs) * side_out * side_out
+            outputs = sum(cout for _, cout, _ in convs) * side_out * side_out
+            values += outputs
+            extra += outputs * neuron_saved_values(g.neuron, side_out)
             side = side_out
         side = max(1, side // max(1, plan.downsample // max(1, stage.stride)))
     params += plan.out_channels * num_classes if g.stages else 0
-    activations = values * SAVED_PER_CONV_OUTPUT * BYTES_PER_VALUE * timesteps * batch_size
+    activations = (values * SAVED_PER_CONV_OUTPUT + extra) * BYTES_PER_VALUE * timesteps * batch_size
     return SizeEstimate(params=int(params), activation_bytes=int(activations))
 
 
