@@ -1,4 +1,5 @@
 """The efficient space and energy as an objective: fronts, hypervolume promotion, space sizes."""
+import argparse
 import contextlib
 import itertools
 import json
@@ -9,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from snnas.cli.search import add_arguments, options_from
 from snnas.genotype import Genotype
 from snnas.search.attrs import TrialAttrs
 from snnas.search.funnel import promote, promoted_trials
@@ -89,6 +91,18 @@ def test_show_space_prints_its_size():
     text = subprocess.run([sys.executable, "-m", "snnas", "show", "--space", "uniform"],
                           capture_output=True, text=True, timeout=120).stdout
     assert "24 points, 18 distinct networks (25.0% fold" in text
+    assert info["objectives"] == ["acc"] and "objectives acc (a search's default" in text
+
+
+@pytest.mark.parametrize("argv, objectives", [(["--space", "efficient"], ("acc", "energy")),
+                                              (["--space", "efficient", "--objectives", "acc"], ("acc",)),
+                                              (["--space", "dense_additive"], ("acc",)),
+                                              (["--space", "dense_additive", "--objectives", "acc,sops"], ("acc", "sops"))])
+def test_a_search_optimizes_the_space_s_objectives_unless_told(argv, objectives):
+    """`make search SPACE=efficient` trades accuracy against energy without another flag."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert options_from(parser.parse_args(argv)).objectives == objectives
 
 
 def test_efficient_space_narrows_the_stem_with_stage_one():

@@ -80,6 +80,9 @@ BROKEN = {
                                'connect = ["chain"]\n[seeds]\npresets = ["sew_resnet18"]\n', "sew_resnet18"),
     "empty choices": ('builder = "resnet_stages"\n[genes]\ndepth = []\nblock = ["origin"]\nconnect = ["chain"]\n',
                       "genes.depth"),
+    **{f"objectives {bad}": (f'builder = "resnet_stages"\nobjectives = {bad}\n[genes]\ndepth = ["18"]\n'
+                             'block = ["origin"]\nconnect = ["chain"]\n', "objectives")
+       for bad in ('["energy"]', '["acc", "watts"]', '"acc"', '["acc", "energy", "energy"]', '[]')},
 }
 
 

@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the samplers' seed (local worker i uses seed + i); give each machine of a study its own")
     p.add_argument("--train-seed", type=int, default=0,
                    help="seed of the networks' initial weights and batch order (fixed when the study is created)")
-    p.add_argument("--objectives", default="acc", help="acc, or acc,energy or acc,sops (multi-objective TPE, no pruning; phase 2 takes the Pareto set by hypervolume)")
+    p.add_argument("--objectives", default=None,
+                   help="acc, or acc,energy or acc,sops (multi-objective TPE, no pruning; phase 2 takes the Pareto set "
+                        "by hypervolume); default: the space's (acc; acc,energy for efficient)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
                    help="phase-1 sampler: tpe (multi-objective TPE with several objectives) or random, the baseline to beat")
     p.add_argument("--max-sops", type=float, default=None, help="constraint: SOPs per image at most this")
@@ -74,7 +76,8 @@ def options_from(args: argparse.Namespace):
     return SearchOptions(
         space=args.space, data=args.data, data2=args.data2, study=args.study, storage=args.storage, artifacts=args.artifacts, out=args.out,
         trials=args.trials, timeout_s=args.timeout, promote=args.promote, seed=args.seed, train_seed=args.train_seed, data_seed=args.data_seed,
-        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()), sampler=args.sampler,
+        objectives=None if args.objectives is None else tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+        sampler=args.sampler,
         max_sops=args.max_sops,
         screen=args.screen, screen_keep=args.screen_keep, epochs=args.epochs, epochs2=args.epochs2,
         timesteps=args.timesteps, resolution=args.resolution, train_per_class=args.train_per_class,

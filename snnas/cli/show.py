@@ -67,6 +67,7 @@ def show_space(name: str, resolution: int, as_json: bool) -> int:
     info = {"name": space.name, "source": space.source, "builder": space.builder, "description": space.description,
             "genes": {g: list(c) for g, c in space.context.genes.items()},
             "per_stage": sorted(space.context.per_stage), "seeds": list(space.seed_presets),
+            "objectives": list(space.objectives),
             "points": size.points, "networks": size.networks, "walked_whole": size.exact_walk}
     if as_json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -79,4 +80,5 @@ def show_space(name: str, resolution: int, as_json: bool) -> int:
     print(f"size      {size.points:,} points, {size.networks:,} distinct networks "
           f"({100 * size.folded:.1f}% fold into another point's network; counted {how})")
     print(f"seeds     {len(space.seed_presets)}: {', '.join(space.seed_presets)}")
+    print(f"objectives {', '.join(space.objectives)} (a search's default; --objectives overrides)")
     return 0

@@ -20,6 +20,7 @@ from snnas.fit import FitSettings
 from snnas.search import defaults, samplers
 from snnas.search.attrs import OBJECTIVE_DIRECTIONS, StudyAttrs
 from snnas.search.fidelity import Fidelity, promoted_data
+from snnas.spaces import load_space
 from snnas.study.artifacts import parse_artifact_location
 from snnas.study.processes import ProcessSettings
 from snnas.study.storage import parse_storage_url
@@ -39,7 +40,7 @@ class SearchOptions:
     seed: int = 0  # the samplers' (worker i: seed + i); give each machine its own
     train_seed: int = 0  # the networks' initial weights and batch order: part of the fidelity
     data_seed: int = 0
-    objectives: tuple[str, ...] = ("acc",)
+    objectives: tuple[str, ...] | None = None  # default: the space's (its file's `objectives`, else acc)
     sampler: str = "tpe"  # phase 1's, see snnas.search.samplers ("tpe" is NSGA-II with several objectives)
     max_sops: float | None = None
     screen: str | None = None
@@ -72,6 +73,8 @@ class SearchOptions:
     process: ProcessSettings = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.objectives is None:
+            object.__setattr__(self, "objectives", load_space(self.space).objectives)
         self._check()
         fit = FitSettings(recipe=self.recipe, epochs=(self.epochs,), timesteps=(self.timesteps,),
                           width_mult=self.width_mult, batch_size=self.batch_size, seed=self.train_seed)

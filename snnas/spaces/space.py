@@ -7,6 +7,7 @@ chosen per stage), what it fixes, and the presets it enqueues as seeds::
 
     name = "dense_additive"
     builder = "resnet_stages"
+    objectives = ["acc"]  # what a search optimizes unless --objectives says (default acc)
     [fixed]
     stem = "auto"        # "auto": `half` for inputs up to 64 px, `imagenet` above (resolve_stem)
     neuron = "if"
@@ -35,6 +36,7 @@ from snnas.genotype import Genotype, Neuron
 from snnas.genotype.vocabulary import (AUTO_STEM, BLOCK_NAMES, BRANCHES, EDGE_OPS, INTERBLOCKS, NEURONS, NORMS,
                                        STEMS, resolve_stem)
 from snnas.presets import PRESETS, RESNET_LAYOUTS, get_preset
+from snnas.search.attrs import OBJECTIVE_DIRECTIONS
 from snnas.spaces.builders import BUILDERS, SpaceContext, Trial
 
 # Package data, not a folder beside the checkout: a wheel ships exactly what this names.
@@ -52,7 +54,7 @@ GENE_VALUES: dict[str, tuple[str, ...]] = {
     "blocks": ("1", "2", "3", "4", "6"),  # blocks in a stage (6: ResNet-34's third stage)
     "width_mult": ("0.5", "0.75", "1", "1.5"),  # x the ResNet stage width
 }
-_TOP_KEYS = {"name", "description", "builder", "fixed", "genes", "seeds"}
+_TOP_KEYS = {"name", "description", "builder", "objectives", "fixed", "genes", "seeds"}
 _FIXED_KEYS = {"stem", "neuron", "tau", "v_threshold"}
 
 
@@ -64,6 +66,7 @@ class Space:
     context: SpaceContext
     seed_presets: tuple[str, ...]
     source: str
+    objectives: tuple[str, ...] = ("acc",)  # what a search of it optimizes unless told otherwise
 
     def suggest(self, trial: Trial) -> Genotype:
         """The genotype a trial's choices describe (raises GenotypeError for an invalid one)."""
@@ -163,6 +166,11 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
     builder = doc.get("builder")
     if not isinstance(builder, str) or builder not in BUILDERS:
         raise _err(source, "builder", builder, "one of " + ", ".join(sorted(BUILDERS)))
+    objectives = doc.get("objectives", ["acc"])
+    if not isinstance(objectives, list) or not objectives or objectives[0] != "acc" \
+            or any(o not in OBJECTIVE_DIRECTIONS for o in objectives) or len(set(objectives)) != len(objectives):
+        raise _err(source, "objectives", objectives,
+                   "a list starting with acc, then any of " + ", ".join(o for o in OBJECTIVE_DIRECTIONS if o != "acc"))
     fixed = doc.get("fixed", {})
     if not isinstance(fixed, dict):
         raise _err(source, "fixed", fixed, "a table")
@@ -219,6 +227,6 @@ def load_space(name_or_path: str, resolution: int | None = None) -> Space:
         raise _err(source, "seeds.presets", bad, "a list of preset names (see `snnas show --list`)")
     space = Space(name=name, description=str(doc.get("description", "")), builder=builder,
                   context=SpaceContext(genes=genes, per_stage=frozenset(per_stage), neuron=neuron, stem=stem),
-                  seed_presets=tuple(presets), source=source)
+                  seed_presets=tuple(presets), source=source, objectives=tuple(objectives))
     space.seeds()  # every seed must be expressible: fail at load, not mid-search
     return space
