@@ -187,7 +187,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         if not options.allow_large:
             check_space_fits(space, (fid1, fid2), splits1, options)
         storage = _open_storage(options)
-        log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source})")
+        log(f"study {options.study_name} on {describe_storage(storage)}; space {space.name} ({space.source}); "
+            f"objectives {', '.join(options.objectives)}")
 
         directions = [OBJECTIVE_DIRECTIONS[o] for o in options.objectives]
         study1 = create_study_once(storage, options.study_name, directions, make_sampler(options),
