@@ -152,6 +152,14 @@ def built_genotype(genotype: Genotype | str, settings: FitSettings, resolution: 
     return g.replace(stem=resolve_stem(settings.stem, g.stem, resolution)).canonical()
 
 
+def check_batches(splits: Splits, settings: FitSettings) -> None:
+    """A training split smaller than one batch trains nothing (every batch is dropped as partial)."""
+    for phase in settings.phases():
+        if len(splits.train) < phase.config.batch_size:
+            raise DataError(f"the training split has {len(splits.train)} images, fewer than one batch of "
+                            f"{phase.config.batch_size}; lower the batch size")
+
+
 class GenotypeFit:
     """One genotype fitted on one data subset with one set of :class:`FitSettings`.
 
@@ -178,10 +186,7 @@ class GenotypeFit:
                                      timesteps=self.phases[0].timesteps, width_mult=float(settings.width_mult),
                                      allow_large=allow_large)
         self.params = count_parameters(self.model)
-        for phase in self.phases:
-            if len(splits.train) < phase.config.batch_size:
-                raise DataError(f"the training split has {len(splits.train)} images, fewer than one batch of "
-                                f"{phase.config.batch_size}; lower the batch size")
+        check_batches(splits, settings)
 
     def size_estimate(self) -> SizeEstimate:
         """Memory of this training: the network's parameters and one batch's activations per process."""

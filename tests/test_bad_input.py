@@ -45,6 +45,7 @@ def one_line(code, out, err, *needles):
 @pytest.mark.parametrize("flag, value, needle", [
     ("--batch-size", "0", "batch_size"), ("--width-mult", "-1", "--width-mult"), ("--epochs", "0", "--epochs"),
     ("--recipe", "fast", "unknown recipe"), ("--recipe2", "fast", "unknown recipe"),
+    ("--batch-size", "64", "16 images, fewer than one batch of 64"),  # known once the data is loaded, before a trial
 ])
 def test_search_settings_fail_before_any_trial(tmp_path, flag, value, needle):
     one_line(*run_cli(["search", *TINY_SEARCH, "--out", str(tmp_path / "runs"), flag, value]), needle)

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snnas.compiler.size import check_fits, estimate
 from snnas.errors import SnnasError
-from snnas.fit import built_genotype
+from snnas.fit import built_genotype, check_batches
 from snnas.presets import get_preset
 from snnas.search import samplers
 from snnas.search.attrs import (METRIC_NAMES, OBJECTIVE_DIRECTIONS, StudyAttrs, TrialAttrs, attrs_dict,
@@ -182,6 +182,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
         splits1 = load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
                               train_per_class=fid1.train_per_class, val_per_class=fid1.val_per_class,
                               cache_dir=options.cache_dir)
+        check_batches(splits1, fid1.fit)  # before any trial: each would fail alike
         resolution = splits1.train.images.shape[-1]
         space = load_space(options.space, resolution=resolution)
         if not options.allow_large:
