@@ -149,6 +149,17 @@ def test_proxy_sweep_summary_against_a_hand_made_table(tmp_path):
     assert got["at_chance_but_learns"] == ["c"]  # d is at chance in the table too
     assert proxy_fidelity.summarize(setting, runs[:3], table) is None  # no seed covers every network
 
+    # networks joined after the sweep ran: what it measured is read against those networks' truth only
+    bigger = Table.read(hand_table(tmp_path, {"a": [.90, .89], "b": [.86, .85], "c": [.80, .81], "d": [.12, .11],
+                                              "e": [.95, .94]}))
+    assert proxy_fidelity.summarize(setting, runs, bigger) is None  # e never measured: no complete seed
+    part = proxy_fidelity.measured_part(setting, runs, bigger)
+    assert set(part.mean_acc()) == {"a", "b", "c", "d"}
+    assert proxy_fidelity.summarize(setting, runs, part)["tau"] == pytest.approx(got["tau"])
+    late = [{**runs[0], "key": "e", "val_acc": .1}]  # at one of the two seeds only: not a network it has
+    assert set(proxy_fidelity.measured_part(setting, runs + late, bigger).mean_acc()) == {"a", "b", "c", "d"}
+    assert proxy_fidelity.measured_part(setting, [r for r in runs if r["key"] != "d"], bigger) is None  # 3 < 4
+
 
 # ---------------------------------------------------------------- bench/groundtruth.py end to end
 needs_fashion = pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
