@@ -66,7 +66,7 @@ def _in_process(entry, argv):
 
 def _search_argv(url, tmp):
     return ["search", "--storage", url, "--data", "fashion-2", "--resolution", "16", "--train-per-class", "8",
-            "--val-per-class", "2", "--out", str(tmp / "runs"), "--no-progress"]
+            "--val-per-class", "2", "--batch-size", "8", "--out", str(tmp / "runs"), "--no-progress"]
 
 
 COMMANDS = {  # every entry point that takes a storage URL: (in-process call, the command a user types)
