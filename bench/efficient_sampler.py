@@ -12,6 +12,13 @@ the same budget) in its own study. Compared:
 
     python bench/efficient_sampler.py                 # 3 repetitions x {tpe, random}, 30 trials each
     python bench/efficient_sampler.py --report-only
+    python bench/efficient_sampler.py --promote 0 --seeds-from STUDY.db   # phase 1 only, seeds shared
+
+``--seeds-from`` copies the finished seed trials (the paper's networks) of an earlier search's
+phase-1 study at the same fidelity into every study before it runs: the samplers' seed differs
+between repetitions, the training seed does not, so those trials would come out the same in each of
+the six searches; every search then spends its budget on sampled networks alone. The copied study's
+fidelity is checked against the search's as a continued study's is.
 
 Resumable: each search continues its study, and each finished repetition lands in the JSON.
 """
@@ -27,12 +34,16 @@ from benchlib import SharedResults, search_command, set_threads, split_search_ar
 
 from snnas.cli import run_guarded
 from snnas.data import load_splits
+from snnas.errors import SnnasError
 from snnas.fit import GenotypeFit
 from snnas.presets import get_preset
-from snnas.search.attrs import TrialAttrs
-from snnas.search.funnel import run_search
+from snnas.search.attrs import StudyAttrs, TrialAttrs
+from snnas.search.funnel import phase2_name, run_search
 from snnas.search.leaderboard import best_per_key
 from snnas.search.pareto import Point, front, hypervolume
+from snnas.search.samplers import sampler_name
+from snnas.study.adapter import FIXED_PARAMS_ATTR
+from snnas.study.storage import create_study_once, open_storage
 
 FORMAT = "snnas-sampler-comparison/1"
 OBJ = ("acc", "energy")
@@ -52,6 +63,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out", type=Path, default=Path("bench/results/efficient_sampler_fashion10.json"))
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--seeds-from", type=Path, default=None, metavar="STUDY.db",
+                   help="copy the finished seed trials of this SQLite study's phase 1 into every search")
     return p.parse_args(own), search_args
 
 
@@ -63,12 +76,47 @@ def search_options(args: argparse.Namespace, sampler: str, rep: int, search_args
     return options
 
 
+def copy_seed_trials(source: Path, options, sampler: str) -> int:
+    """Give a new study the seed trials of ``source``'s phase-1 study (which has its objectives) and
+    that study's settings, which :func:`run_search` then checks against its own. A study that
+    already holds trials is left alone (a resumed repetition)."""
+    if not source.is_file():
+        raise SnnasError(f"--seeds-from {source}: no such file")
+    url = f"sqlite:///{source}"
+    names = optuna.get_all_study_names(url)
+    phase1 = [n for n in names if all(n != phase2_name(m) for m in names)]
+    if len(phase1) != 1:
+        raise SnnasError(f"--seeds-from {source}: holds {len(phase1)} phase-1 studies, not one")
+    origin = optuna.load_study(study_name=phase1[0], storage=url)
+    attrs = StudyAttrs.of(origin)
+    storage = open_storage(options.storage, options.run_dir / "study.db")
+    study = create_study_once(storage, options.study_name, list(origin.directions))
+    if study.get_trials(deepcopy=False):
+        return 0
+    seeds = [t for t in origin.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+             if TrialAttrs.of(t).seed_preset]
+    for t in seeds:  # the result and its attributes; not the artifacts, which live with the other study
+        user = {k: v for k, v in t.user_attrs.items() if k != "model_artifact"}
+        study.add_trial(optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, values=t.values, user_attrs=user,
+            system_attrs={FIXED_PARAMS_ATTR: t.system_attrs.get(FIXED_PARAMS_ATTR, t.params)}))
+    StudyAttrs(space=attrs.space, space_source=attrs.space_source, objectives=attrs.objectives,
+               sampler=sampler_name(sampler, len(attrs.objectives or OBJ)),
+               fidelity_phase1=attrs.fidelity_phase1, fidelity_phase2=attrs.fidelity_phase2).write(study)
+    return len(seeds)
+
+
 def measure(result, options, chance: float) -> dict[str, Any]:
     """The phase-1 front's hypervolume and the phase-2 networks that dominate DANet-B-18."""
     best = best_per_key(result.phase1.get_trials(deepcopy=False))
     points = [Point(k, (t.values[0], t.values[1])) for k, t in best.items()]
     seeds = [t.values[1] for t in best.values() if TrialAttrs.of(t).seed_preset]
     reference = (chance, max(seeds))
+    summary = {"hypervolume": hypervolume(points, OBJ, reference), "reference_point": list(reference),
+               "front": [{"key": p.key, "acc": p.values[0], "energy_mj": p.values[1]} for p in front(points, OBJ)],
+               "networks": len(points), "sampled": sum(1 for t in best.values() if not TrialAttrs.of(t).seed_preset)}
+    if result.phase2 is None:
+        return {**summary, "phase2": None, "danet_b_phase2": None, "dominate_danet_b": None}
     fid2 = options.phase2
     splits = load_splits(fid2.data, resolution=fid2.resolution or 28, data_seed=fid2.data_seed,
                          train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class)
@@ -76,15 +124,12 @@ def measure(result, options, chance: float) -> dict[str, Any]:
     ref_fit.run()
     ref_acc, ref_energy = ref_fit.evaluate(splits.val)["acc"], ref_fit.measure()["energy_mj"]
     phase2 = []
-    if result.phase2 is not None:
-        for key, t in best_per_key(result.phase2.get_trials(deepcopy=False)).items():
-            energy = TrialAttrs.of(t).energy_mj
-            phase2.append({"key": key, "genotype": TrialAttrs.of(t).canonical, "acc": t.values[0], "energy_mj": energy})
+    for key, t in best_per_key(result.phase2.get_trials(deepcopy=False)).items():
+        energy = TrialAttrs.of(t).energy_mj
+        phase2.append({"key": key, "genotype": TrialAttrs.of(t).canonical, "acc": t.values[0], "energy_mj": energy})
     dominating = [n for n in phase2 if n["acc"] >= ref_acc and n["energy_mj"] <= ref_energy
                   and (n["acc"] > ref_acc or n["energy_mj"] < ref_energy)]
-    return {"hypervolume": hypervolume(points, OBJ, reference), "reference_point": list(reference),
-            "front": [{"key": p.key, "acc": p.values[0], "energy_mj": p.values[1]} for p in front(points, OBJ)],
-            "networks": len(points), "phase2": phase2, "danet_b_phase2": {"acc": ref_acc, "energy_mj": ref_energy},
+    return {**summary, "phase2": phase2, "danet_b_phase2": {"acc": ref_acc, "energy_mj": ref_energy},
             "dominate_danet_b": len(dominating)}
 
 
@@ -92,7 +137,8 @@ def report(runs: list[dict[str, Any]]) -> None:
     print("\n| repetition | sampler | networks | phase-1 hypervolume | phase-2 networks dominating DANet-B-18 |")
     print("|---:|---|---:|---:|---:|")
     for r in sorted(runs, key=lambda r: (r["rep"], r["sampler"])):
-        print(f"| {r['rep']} | {r['sampler']} | {r['networks']} | {r['hypervolume']:.4g} | {r['dominate_danet_b']} |")
+        dominate = "not run" if r["dominate_danet_b"] is None else r["dominate_danet_b"]
+        print(f"| {r['rep']} | {r['sampler']} | {r['networks']} | {r['hypervolume']:.4g} | {dominate} |")
     reps = sorted({r["rep"] for r in runs})
     by = {(r["rep"], r["sampler"]): r["hypervolume"] for r in runs}
     wins = sum(1 for rep in reps if (rep, "tpe") in by and (rep, "random") in by and by[rep, "tpe"] > by[rep, "random"])
@@ -107,11 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     samplers = [s for s in args.samplers.split(",") if s]
     plans = {(rep, s): search_options(args, s, rep, search_args) for rep in range(args.repeats) for s in samplers}
     store = SharedResults(args.out, FORMAT, {"space": args.space, "trials": args.trials, "promote": args.promote,
-                                             "search_args": search_args}, identity=lambda r: (r["rep"], r["sampler"]))
+                                             "search_args": search_args,
+                                             "seeds_from": str(args.seeds_from) if args.seeds_from else None},
+                         identity=lambda r: (r["rep"], r["sampler"]))
     if not args.report_only:
         for (rep, sampler), options in plans.items():
             if (rep, sampler) in store.done():
                 continue
+            if args.seeds_from is not None:
+                print(f"{options.study_name}: {copy_seed_trials(args.seeds_from, options, sampler)} seed trials copied",
+                      flush=True)
             result = run_search(options, log=lambda msg: print(msg, flush=True))
             store.add({"rep": rep, "sampler": sampler, **measure(result, options, 1.0 / result_classes(options))})
     report(store.runs())

@@ -154,3 +154,52 @@ def test_a_study_copy_cut_short_leaves_no_part_file(tmp_path):
     with pytest.raises(sqlite3.DatabaseError):
         snapshots.take()
     assert list(copy.parent.iterdir()) == []
+
+
+def test_sampler_bench_shares_the_seed_trials_of_an_earlier_study(tmp_path):
+    """``--seeds-from``: every search of the comparison starts from the same finished seed trials,
+    which the search then does not queue again; an interrupted seed is not copied."""
+    import efficient_sampler
+    import optuna
+
+    from snnas.search.attrs import TrialAttrs
+    from snnas.search.funnel import enqueue_seeds
+    from snnas.study.locks import study_lock
+
+    args, rest = efficient_sampler.parse_args(["--work", str(tmp_path / "work")])
+    options = efficient_sampler.search_options(args, "random", 1, rest)
+    space = load_space("efficient", resolution=28)
+    seeds = space.seeds()
+
+    def dists(params):  # the space's own choices, as a search records them
+        return {k: optuna.distributions.CategoricalDistribution(list(space.context.genes[k.split(".")[-1]]))
+                for k in params}
+
+    source = tmp_path / "earlier.db"
+    url = f"sqlite:///{source}"
+    origin = optuna.create_study(study_name="earlier", storage=url, directions=["maximize", "minimize"])
+    optuna.create_study(study_name="earlier.phase2", storage=url)
+    options.study_attrs(space.name, space.source).write(origin)
+    for i, (preset, params) in enumerate(seeds[:3]):
+        state = optuna.trial.TrialState.FAIL if i == 2 else optuna.trial.TrialState.COMPLETE
+        origin.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists(params), values=[[0.8, 0.001], [0.7, 0.002]][i] if i < 2 else None,
+            state=state, user_attrs={"seed_preset": preset, "key": f"k{i}", "model_artifact": "elsewhere"},
+            system_attrs={"fixed_params": params}))
+    sampled = seeds[3][1]
+    origin.add_trial(optuna.trial.create_trial(params=sampled, distributions=dists(sampled), values=[0.5, 0.002],
+                                               user_attrs={"key": "k3"}))
+
+    assert efficient_sampler.copy_seed_trials(source, options, "random") == 2
+    study = optuna.load_study(study_name=options.study_name, storage=f"sqlite:///{options.run_dir / 'study.db'}")
+    copied = study.get_trials(deepcopy=False)
+    assert [t.values for t in copied] == [[0.8, 0.001], [0.7, 0.002]]
+    assert [TrialAttrs.of(t).seed_preset for t in copied] == [seeds[0][0], seeds[1][0]]
+    assert all("model_artifact" not in t.user_attrs for t in copied)
+    assert study.user_attrs["fidelity_phase1"] == origin.user_attrs["fidelity_phase1"]
+    assert study.user_attrs["sampler"] == "random"
+    # the search queues only the seeds it does not hold yet, and a resumed repetition copies nothing
+    assert enqueue_seeds(study, space, study_lock(study._storage, study.study_name), 30) == len(seeds) - 2
+    assert efficient_sampler.copy_seed_trials(source, options, "random") == 0
+    with pytest.raises(Exception, match="no such file"):
+        efficient_sampler.copy_seed_trials(tmp_path / "missing.db", options, "random")
