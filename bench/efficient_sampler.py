@@ -1,9 +1,9 @@
 """Is it the sampler or luck? The same accuracy-energy search run with the default sampler and with
 random search, several repetitions each, compared by what they found.
 
-Per repetition (``--seed`` r: the sampler's seed and the trials' training seed), each sampler runs
-the search of ``bench/search_outcome.py`` (the ``efficient`` space, ``--objectives acc,energy``,
-the same budget) in its own study. Compared:
+Per repetition r (``--seed`` r: the sampler's seed; the training seed stays the search's default,
+0), each sampler runs the search of ``bench/search_outcome.py`` (the ``efficient`` space,
+``--objectives acc,energy``, the same budget) in its own study. Compared:
 - the hypervolume of the phase-1 front (one point per network: validation accuracy and energy per
   image), reference point chance accuracy and the largest energy of the paper's networks (the
   seeds) in that study: the volume of the accuracy-energy plane a search conquered;
