@@ -251,7 +251,7 @@ def test_a_killed_workers_trial_is_retried_first_at_once_and_resumes(tmp_path, c
     """Default heartbeat and grace period (30 s / 120 s): the rerun must not wait them out."""
     args = ["--space", "dense_additive", "--study", "killed", "--trials", "4", "--promote", "0", "--epochs", "3"]
     proc = _search(args, tmp_path, cache_dir, start_new_session=True)
-    _wait_for_epoch_of_running_trial(tmp_path, "killed", proc)
+    _wait_for_epoch_of_running_trial(tmp_path, "killed", proc, _RUNNING_CHECKPOINTED)  # it resumes from that
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     study = _study(tmp_path, "killed")
