@@ -15,6 +15,7 @@ import pytest
 from snnas.data import FASHION_DEFAULT_DIR
 from snnas.fit import FitSettings, built_genotype
 from snnas.spaces import load_space
+from search_helpers import tiny_space
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -203,3 +204,44 @@ def test_sampler_bench_shares_the_seed_trials_of_an_earlier_study(tmp_path):
     assert efficient_sampler.copy_seed_trials(source, options, "random") == 0
     with pytest.raises(Exception, match="no such file"):
         efficient_sampler.copy_seed_trials(tmp_path / "missing.db", options, "random")
+
+
+@pytest.mark.skipif(not FASHION_DEFAULT_DIR.is_dir(), reason="Fashion-MNIST is not installed")
+@pytest.mark.parametrize("seeds, promoted", [
+    ('"danet_b_resnet18"', True),   # the search promoted DANet-B-18: its phase-2 trial is the reference
+    ('"danet_a_resnet18"', False),  # it did not: the bench trains DANet-B-18 at phase 2's fidelity itself
+])
+def test_sampler_bench_runs_both_phases_and_reads_danet_b_from_the_study_when_it_was_promoted(
+        tmp_path, monkeypatch, seeds, promoted):
+    import efficient_sampler
+    import optuna
+
+    from snnas.search.attrs import TrialAttrs
+
+    space = tmp_path / "tiny.toml"
+    space.write_text(tiny_space(("pa_a", "pa_b", "origin")).replace('"danet_a_resnet18"', seeds))
+    trained = []
+    if promoted:  # a second training of it would be waste: fail loudly if the bench starts one
+        monkeypatch.setattr(efficient_sampler, "GenotypeFit", lambda *a, **k: trained.append(a) or 1 / 0)
+    out = tmp_path / "sampler.json"
+    argv = ["--space", str(space), "--samplers", "random", "--repeats", "1", "--trials", "1", "--promote", "1",
+            "--work", str(tmp_path / "work"), "--out", str(out), "--threads", "1", "--",
+            "--data", "fashion-2", "--resolution", "16", "--train-per-class", "16", "--train-per-class2", "16",
+            "--val-per-class", "8", "--width-mult", "0.0625", "--epochs", "1", "--epochs2", "1", "--batch-size", "16",
+            "--cache-dir", str(tmp_path / "cache"), "--no-report"]
+    assert efficient_sampler.main(argv) == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["networks"] == 1 and run["sampled"] == 0 and run["hypervolume"] >= 0
+    ref = run["danet_b_phase2"]
+    assert 0 <= ref["acc"] <= 1 and ref["energy_mj"] > 0 and not trained
+    assert len(run["phase2"]) == 1
+    study = optuna.load_study(study_name="tiny-random-r0.phase2",  # named after the space file's stem
+                              storage=f"sqlite:///{tmp_path / 'work' / 'tiny-random-r0' / 'study.db'}")
+    presets = {TrialAttrs.of(t).seed_preset: TrialAttrs.of(t).key for t in study.get_trials(deepcopy=False)}
+    assert ("danet_b_resnet18" in presets) is promoted
+    if promoted:
+        held = [n for n in run["phase2"] if n["key"] == presets["danet_b_resnet18"]]
+        assert held and (held[0]["acc"], held[0]["energy_mj"]) == (ref["acc"], ref["energy_mj"])
+    dominating = [n for n in run["phase2"] if n["acc"] >= ref["acc"] and n["energy_mj"] <= ref["energy_mj"]
+                  and (n["acc"] > ref["acc"] or n["energy_mj"] < ref["energy_mj"])]
+    assert run["dominate_danet_b"] == len(dominating)
