@@ -145,7 +145,7 @@ def plot(entries: list[dict[str, Any]], path: Path) -> Path | None:
         ax.errorbar(1e3 * e["energy_mj"], 100 * e["test_acc_mean"], yerr=half, fmt=marker, color=color, capsize=3,
                     markersize=7, alpha=0.9)
     for i, n in enumerate(networks):
-        ax.plot([], [], "s", color=f"C{i % 10}", label=n)
+        ax.plot([], [], "-", linewidth=6, color=f"C{i % 10}", label=n)  # a swatch: no marker to read as a variant
     for i, v in enumerate(variants):
         ax.plot([], [], markers[i % len(markers)], color="0.4", label=v)
     ax.set_xlabel("energy per image (uJ, after training)")
