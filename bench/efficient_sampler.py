@@ -34,12 +34,11 @@ import optuna
 from benchlib import SharedResults, search_command, set_threads, split_search_args
 
 from snnas.cli import run_guarded
-from snnas.data import load_splits
 from snnas.errors import SnnasError
 from snnas.fit import GenotypeFit
 from snnas.presets import get_preset
 from snnas.search.attrs import StudyAttrs, TrialAttrs
-from snnas.search.funnel import phase2_name, run_search
+from snnas.search.funnel import phase2_name, phase_splits, run_search
 from snnas.search.leaderboard import best_per_key
 from snnas.search.pareto import Point, front, hypervolume
 from snnas.search.samplers import sampler_name
@@ -137,10 +136,8 @@ def reference_at_phase2(promoted: dict[str, optuna.trial.FrozenTrial], options) 
             and TrialAttrs.of(t).energy_mj is not None]
     if held:
         return held[0].values[0], TrialAttrs.of(held[0]).energy_mj
-    fid2 = options.phase2
-    splits = load_splits(fid2.data, resolution=fid2.resolution or 28, data_seed=fid2.data_seed,
-                         train_per_class=fid2.train_per_class, val_per_class=fid2.val_per_class)
-    fit = GenotypeFit(get_preset(REFERENCE), splits, fid2.fit)
+    splits = phase_splits(options, 2, options.phase1.resolution)
+    fit = GenotypeFit(get_preset(REFERENCE), splits, options.phase2.fit)
     fit.run()
     return fit.evaluate(splits.val)["acc"], fit.measure()["energy_mj"]
 
@@ -176,16 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{options.study_name}: {copy_seed_trials(args.seeds_from, options, sampler)} seed trials copied",
                       flush=True)
             result = run_search(options, log=lambda msg: print(msg, flush=True))
-            store.add({"rep": rep, "sampler": sampler, **measure(result, options, 1.0 / result_classes(options))})
+            chance = 1.0 / phase_splits(options, 1).num_classes
+            store.add({"rep": rep, "sampler": sampler, **measure(result, options, chance)})
     report(store.runs())
     return 0
-
-
-def result_classes(options) -> int:
-    """The number of classes of the search's phase-1 data (chance accuracy is one over it)."""
-    fid1 = options.phase1
-    return load_splits(fid1.data, resolution=fid1.resolution, data_seed=fid1.data_seed,
-                       train_per_class=fid1.train_per_class, val_per_class=fid1.val_per_class).num_classes
 
 
 if __name__ == "__main__":

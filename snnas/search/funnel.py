@@ -224,7 +224,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> Se
     budget2 = len({TrialAttrs.of(t).promoted_key for t in study2.get_trials(deepcopy=False)} - {None})
 
     def here(device: str):
-        splits2 = _phase_splits(options, 2, resolution)
+        splits2 = phase_splits(options, 2, resolution)
         return storage, lock2, _objective(options, 2, study2, lock2, splits2, space, artifacts, device, log)
 
     _run_phase(options, 2, study2, budget2, resolution, log, here, artifacts)
@@ -245,7 +245,9 @@ def _phase2_study(options: SearchOptions, storage) -> optuna.Study:
     return study
 
 
-def _phase_splits(options: SearchOptions, phase: int, resolution: int):
+def phase_splits(options: SearchOptions, phase: int, resolution: int | None = None):
+    """The data a phase trains and validates on, as the search loads it (its cache included); a
+    phase without its own resolution takes ``resolution``, the one phase 1 ran at."""
     from snnas.data import load_splits
 
     fid = options.phase1 if phase == 1 else options.phase2
@@ -306,7 +308,7 @@ def phase_worker(options: SearchOptions, phase: int, index: int, threads: int, d
         artifacts = study_artifact_store(study1, None, options.run_dir / DEFAULT_DIR_NAME)
         study = study1 if phase == 1 else load_existing_study(storage, phase2_name(options.study_name))
         lock = study_lock(storage, study.study_name)
-        objective = _objective(options, phase, study, lock, _phase_splits(options, phase, resolution),
+        objective = _objective(options, phase, study, lock, phase_splits(options, phase, resolution),
                                load_space(options.space, resolution=resolution), artifacts, device, print)
         run_worker(study, objective, storage=storage, budget=budget, lock=lock, callbacks=[FailureStreak()],
                    timeout_s=options.timeout_s, log=print, artifacts=artifacts)
